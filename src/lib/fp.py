@@ -54,10 +54,11 @@ from lib.seeding import check_seed, torch_generator
 __all__ = [
     "SUPPORTED_DTYPES", "FORMAT_NAMES", "OBJECTIVES", "ARITHMETICS", "FloatFormat",
     "float_format", "unit_roundoff", "machine_epsilon", "formats_table",
-    "round_exact", "round_to_format", "to_format", "ulp", "ulp_error", "relative_error",
+    "round_exact", "round_to_format", "to_format", "ulp", "ulp_error", "relative_error", "absolute_error",
     "Evaluation", "Reference", "ErrorReport", "evaluate", "reference", "compare",
     "errors_by_depth", "preactivation_slopes", "tent_net", "tent_lyapunov", "perturb_weights",
-    "format_name",
+    "format_name", "kink_depth", "SawtoothOrbits", "sawtooth_orbits", "total_variation",
+    "expected_crossings", "collapse_level", "piece_hooks", "random_reals",
 ]
 
 #: The four formats of the book, narrowest first.
@@ -327,6 +328,21 @@ def ulp_error(computed: Any, ref: Any, dtype: Any) -> np.ndarray:
     for a, b in zip(c, r):
         q = float(_quantum(b if isinstance(b, Fraction) else Fraction(float(b)), fmt))
         out.append(_difference(a, b) / q)
+    return np.asarray(out, dtype=np.float64)
+
+
+def absolute_error(computed: Any, ref: Any) -> np.ndarray:
+    """``|computed - ref|`` elementwise, the difference formed exactly (Fractions) or in mpmath;
+    ``inf`` where ``computed`` is not finite."""
+    c, r = _as_list(computed), _exact_list(ref)
+    if len(c) != len(r):
+        raise ValueError(f"computed and ref must have the same length, got {len(c)} and {len(r)}")
+    out = []
+    for a, b in zip(c, r):
+        if isinstance(a, float) and not math.isfinite(a):
+            out.append(math.inf)
+        else:
+            out.append(_difference(_exact_list([a])[0], b))
     return np.asarray(out, dtype=np.float64)
 
 
@@ -803,15 +819,15 @@ def compare(net: nn.Sequential, x: Any, dtype: Any, *, objective: str = "mse",
                         dps=dps, relu_prime_at_zero=relu_prime_at_zero)
     if len(ref.values) != ev.values.size or len(ref.grad) != ev.grad.size:
         raise ValueError("ref does not match this network and these inputs")
-    fwd_diff = np.array([_difference(Fraction(float(c)), r) for c, r in zip(ev.values, ref.values)])
+    fwd_diff = np.array([_float_minus(c, r) for c, r in zip(ev.values, ref.values)])
     ref_mag = np.array([abs(float(r)) for r in ref.values])
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(ref_mag > 0, fwd_diff / np.where(ref_mag > 0, ref_mag, 1.0),
                        np.where(fwd_diff == 0, 0.0, np.inf))
-    ulps = ulp_error([Fraction(float(c)) for c in ev.values], ref.values, dtype)
-    g_diff = np.array([float(Fraction(float(c)) - r) if isinstance(r, Fraction)
-                       else float(Fraction(float(c)) - _mp_to_fraction(r))
-                       for c, r in zip(ev.grad, ref.grad)])
+    fmt = float_format(dtype)
+    ulps = np.array([d / float(_quantum(r if isinstance(r, Fraction) else _mp_to_fraction(r), fmt))
+                     for d, r in zip(fwd_diff, ref.values)])
+    g_diff = np.array([_float_minus(c, r) for c, r in zip(ev.grad, ref.grad)])
     g_ref = np.array([float(r) for r in ref.grad])
     g_abs = float(np.linalg.norm(g_diff))
     g_ref_norm = float(np.linalg.norm(g_ref))
@@ -819,9 +835,19 @@ def compare(net: nn.Sequential, x: Any, dtype: Any, *, objective: str = "mse",
     return ErrorReport(
         dtype=dtype, forward_abs=float(fwd_diff.max()), forward_mean_abs=float(fwd_diff.mean()),
         forward_rel=float(rel.max()), forward_ulps=float(ulps.max()), grad_abs=g_abs,
-        grad_rel=g_rel, grad_max_abs=float(np.abs(g_diff).max()),
+        grad_rel=g_rel, grad_max_abs=float(g_diff.max()),
         grad_norm=float(np.linalg.norm(ev.grad)), grad_ref_norm=g_ref_norm, loss=ev.loss,
         loss_ref=float(ref.loss), kink_fraction=float(np.mean(ref.kink_points)))
+
+
+def _float_minus(c: float, r: Any) -> float:
+    """``|c - r|`` for a computed float ``c`` (``inf`` if ``c`` is not finite) and an exact or
+    mpmath reference ``r``; the difference is formed exactly."""
+    c = float(c)
+    if not math.isfinite(c):
+        return math.inf
+    exact = r if isinstance(r, Fraction) else _mp_to_fraction(r)
+    return float(abs(Fraction(c) - exact))
 
 
 def _mp_to_fraction(v: Any) -> Fraction:
@@ -928,3 +954,189 @@ def perturb_weights(net: nn.Module, level: float, *, seed: int, dtype: Any = Non
                 new = new * (1 + level * xi)
             q.copy_(round_to_format(new, q.dtype))
     return out
+
+
+# =========================================================================== sawtooth orbits
+def random_reals(n: int, *, seed: int, bits: int = 96) -> list[Fraction]:
+    """``n`` numbers ``k / 2^bits`` with ``k`` uniform in ``[0, 2^bits)`` (Python's ``random``
+    seeded with ``seed``), as exact Fractions: stand-ins for real inputs in ``[0, 1)`` that are
+    finer than every format, float64 included, so that rounding them is never trivial."""
+    from lib.sawtooth import _check_count
+
+    n = _check_count(n, "n")
+    bits = _check_count(bits, "bits")
+    import random
+
+    rng = random.Random(check_seed(seed))
+    return [Fraction(rng.getrandbits(bits), 1 << bits) for _ in range(n)]
+
+
+
+def kink_depth(dtype: Any) -> int:
+    """``q`` with ``2^-q`` the smallest positive subnormal of ``dtype`` (24, 133, 149, 1074).
+
+    Every number of the format in ``[0, 1]`` is a multiple of ``2^-q``; the hat map sends
+    ``k/2^m`` to a multiple of ``2^-(m-1)``, so every float orbit of ``g`` reaches
+    ``{0, 1/2, 1}`` (a kink of the sawtooth network) within ``q - 1`` steps and is 0 from step
+    ``q + 1`` on: the float sawtooth of depth ``L > q`` is identically 0 on the format's inputs.
+    """
+    f = float_format(dtype)
+    return f.precision - 1 - f.emin
+
+
+@dataclass
+class SawtoothOrbits:
+    """Forward errors of the sawtooth along its layers (:func:`sawtooth_orbits`).
+
+    ``errors[L-1, i] = |g_L(fl(x_i)) - g_L(x_i)|`` with ``g_L(fl(x_i))`` as computed by the
+    hat map in the format (exact: it equals the exact value at the rounded input) and
+    ``g_L(x_i)`` exact; ``amplified[L-1, i] = 2^L |fl(x_i) - x_i|`` (the Lipschitz bound);
+    ``first_kink[i]`` the first layer ``l`` whose input ``g_{l-1}(fl(x_i))`` is ``0, 1/2`` or
+    ``1`` (a pre-activation of layer ``l`` is exactly 0), or ``max_depth + 1`` if none;
+    ``float_exact`` whether every float value equalled the exact value at the rounded input.
+    """
+
+    dtype: torch.dtype
+    errors: np.ndarray
+    amplified: np.ndarray
+    first_kink: np.ndarray
+    float_exact: bool
+
+    def kink_share(self) -> np.ndarray:
+        """Share of inputs that met a kink in layers ``1..L``, for ``L = 1..max_depth``."""
+        depths = np.arange(1, self.errors.shape[0] + 1)
+        return (self.first_kink[None, :] <= depths[:, None]).mean(axis=1)
+
+
+def sawtooth_orbits(x: Sequence[Any], max_depth: int, dtype: Any) -> SawtoothOrbits:
+    """Iterate the hat map on ``fl(x)`` in ``dtype`` and on the exact ``x`` for
+    ``L = 1..max_depth`` (Telgarsky's ``g_L``, the sawtooth network's function on [0, 1]).
+
+    ``x``: exact numbers in ``[0, 1]`` with power-of-two denominators (floats, or Fractions
+    such as random 96-bit dyadics standing in for real inputs).  The float orbit uses
+    :func:`lib.sawtooth.hat` on a tensor of ``dtype`` (the same operations as one layer of
+    ``sawtooth_net``); the exact one integer arithmetic.  Errors are formed exactly.
+    """
+    from lib.sawtooth import _check_count, _g_int, hat
+
+    max_depth = _check_count(max_depth, "max_depth")
+    dtype = _check_dtype(dtype)
+    xs = [to_fraction(v) for v in _as_list(x)]
+    if not xs:
+        raise ValueError("x must contain at least one input")
+    if any(not 0 <= v <= 1 for v in xs):
+        raise ValueError("x must lie in [0, 1]")
+    parts = [_dyadic_parts(v) for v in xs]
+    if any(p is None for p in parts):
+        raise ValueError("x must be dyadic rationals (power-of-two denominators)")
+    k = max(p[1] for p in parts)  # type: ignore[index]
+    den = 1 << k
+    exact = [m << (k - kk) for m, kk in parts]  # type: ignore[misc]
+    rounded = _round_values(xs, dtype)
+    xr = [Fraction(v) for v in rounded.to(torch.float64).tolist()]
+    # the rounded orbit, exactly: integers over the rounded inputs' common denominator
+    rparts = [_dyadic_parts(v) for v in xr]
+    kr = max(p[1] for p in rparts)  # type: ignore[index]
+    dr = 1 << kr
+    exact_r = [m << (kr - kk) for m, kk in rparts]  # type: ignore[misc]
+    n = len(xs)
+    dist = np.array([float(abs(a - b)) for a, b in zip(xr, xs)])
+    errors = np.empty((max_depth, n))
+    amplified = np.empty((max_depth, n))
+    first = np.full(n, max_depth + 1, dtype=np.int64)
+    y = rounded.clone()
+    all_exact = True
+    for depth in range(1, max_depth + 1):
+        at_kink = np.array([2 * v in (0, dr) or v == dr for v in exact_r])
+        first = np.where(at_kink & (first > depth), depth, first)
+        y = hat(y)
+        exact = [_g_int(v, den) for v in exact]
+        exact_r = [_g_int(v, dr) for v in exact_r]
+        vals = y.to(torch.float64).tolist()
+        all_exact = all_exact and all(Fraction(v) == Fraction(e, dr) for v, e in zip(vals, exact_r))
+        errors[depth - 1] = [float(abs(Fraction(v) - Fraction(e, den))) for v, e in zip(vals, exact)]
+        amplified[depth - 1] = dist * 2.0**depth
+    return SawtoothOrbits(dtype=dtype, errors=errors, amplified=amplified, first_kink=first,
+                          float_exact=bool(all_exact))
+
+
+# =========================================================================== crossings
+def total_variation(values: Sequence[Any]) -> Fraction:
+    """Total variation ``sum |h(t_{k+1}) - h(t_k)|`` of the continuous piecewise-affine function
+    with the given values at consecutive knots (its breakpoints and the interval's ends)."""
+    vs = [to_fraction(v) for v in values]
+    if len(vs) < 2:
+        raise ValueError(f"values must hold at least 2 points, got {len(vs)}")
+    return sum((abs(b - a) for a, b in zip(vs, vs[1:])), Fraction(0))
+
+
+def expected_crossings(values: Sequence[Any], center: Any, width: Any) -> Fraction:
+    """``E #{x : h(x) = b}`` for ``b ~ U[center - width/2, center + width/2]``, exactly.
+
+    ``h`` is the continuous piecewise-affine function with ``values`` at consecutive knots
+    (breakpoints and the interval's ends).  Each affine piece with values ``a, c`` (``a != c``)
+    is crossed once by every level strictly between ``a`` and ``c``, so it contributes
+    ``|[min(a,c), max(a,c)] cap [lo, hi]| / width`` (levels hit at a knot have probability 0).
+    By the Banach indicatrix formula the result is at most ``total_variation(values) / width``.
+    """
+    vs = [to_fraction(v) for v in values]
+    if len(vs) < 2:
+        raise ValueError(f"values must hold at least 2 points, got {len(vs)}")
+    w = to_fraction(width)
+    if w <= 0:
+        raise ValueError(f"width must be positive, got {width!r}")
+    lo, hi = to_fraction(center) - w / 2, to_fraction(center) + w / 2
+    total = Fraction(0)
+    for a, c in zip(vs, vs[1:]):
+        low, high = min(a, c), max(a, c)
+        total += max(Fraction(0), min(high, hi) - max(low, lo))
+    return total / w
+
+
+def collapse_level(levels: Sequence[float], fractions: Sequence[float],
+                   threshold: float = 0.5) -> float:
+    """The first level at which ``fractions`` falls below ``threshold``, interpolated linearly in
+    ``log(level)`` between the two grid points around the crossing; ``inf`` if it never does.
+
+    ``levels``: increasing positive numbers (e.g. relative perturbation sizes); ``fractions``:
+    the measured quantity at each (e.g. visible pieces / 2^L).
+    """
+    lv = np.asarray(levels, dtype=float)
+    fr = np.asarray(fractions, dtype=float)
+    if lv.ndim != 1 or lv.shape != fr.shape or lv.size < 2:
+        raise ValueError("levels and fractions must be 1-D of the same length >= 2")
+    if np.any(lv <= 0) or np.any(np.diff(lv) <= 0):
+        raise ValueError("levels must be positive and increasing")
+    below = np.flatnonzero(fr < threshold)
+    if below.size == 0:
+        return math.inf
+    i = int(below[0])
+    if i == 0:
+        return float(lv[0])
+    a, b = math.log(lv[i - 1]), math.log(lv[i])
+    fa, fb = fr[i - 1], fr[i]
+    t = (fa - threshold) / (fa - fb)
+    return float(math.exp(a + t * (b - a)))
+
+
+def piece_hooks(min_width: float, interval: Any = (0.0, 1.0)) -> dict[str, Callable[[nn.Module, int], int]]:
+    """Hooks for :func:`lib.train.gd`: ``"pieces"`` (exact count, :func:`lib.pieces.count_pieces`)
+    and ``"visible"`` (pieces wider than ``min_width``, :func:`lib.pieces.piece_widths`) of the
+    trained network on ``interval``, one piece analysis per recorded step."""
+    from lib import pieces
+
+    if not (isinstance(min_width, (int, float)) and not isinstance(min_width, bool)
+            and math.isfinite(min_width) and min_width >= 0):
+        raise ValueError(f"min_width must be a finite number >= 0, got {min_width!r}")
+    cache: dict[tuple[int, int, bytes], np.ndarray] = {}
+
+    def widths(model: nn.Module, step: int) -> np.ndarray:
+        state = b"".join(p.detach().to("cpu", torch.float64).numpy().tobytes() for p in model.parameters())
+        key = (id(model), step, state)
+        if key not in cache:
+            cache.clear()
+            cache[key] = pieces.piece_widths(model, interval)
+        return cache[key]
+
+    return {"pieces": lambda m, s: int(widths(m, s).size),
+            "visible": lambda m, s: int((widths(m, s) > min_width).sum())}
