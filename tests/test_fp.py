@@ -402,3 +402,116 @@ def test_bad_arguments_raise_clearly() -> None:
         fp.reference(nn.Sequential(nn.Linear(2, 1)), [0.3], objective="mean_output")
     with pytest.raises(TypeError, match="nn.Sequential"):
         fp.evaluate(nn.Linear(1, 1), [0.3], torch.float32, objective="mean_output")
+
+
+# ------------------------------------------------------------------ sawtooth orbits, crossings
+def test_kink_depth_is_minus_log2_of_the_smallest_subnormal() -> None:
+    assert [fp.kink_depth(d) for d in ALL] == [24, 133, 149, 1074]
+    for d in ALL:
+        info = torch.finfo(d)
+        assert 2.0 ** -fp.kink_depth(d) == info.tiny * info.eps
+
+
+def test_float16_sawtooth_dies_at_depth_q_plus_one() -> None:
+    """Exhaustive over the float16 numbers in [0, 1] (lemma 'float orbits die')."""
+    bits = torch.arange(0, 2**15, dtype=torch.int32).to(torch.int16)
+    v = bits.view(torch.float16)
+    v = v[(v >= 0) & (v <= 1)]
+    q = fp.kink_depth(torch.float16)
+    assert torch.all(st.sawtooth(v, q + 1) == 0)
+    assert torch.any(st.sawtooth(v, q) != 0)
+
+
+def test_sawtooth_orbits() -> None:
+    xs = fp.random_reals(200, seed=3)
+    for dtype in ALL:
+        o = fp.sawtooth_orbits(xs, 30, dtype)
+        assert o.float_exact and o.errors.shape == (30, 200)
+        assert np.all(o.errors <= o.amplified) and np.all(o.errors <= 1)
+        p = fp.float_format(dtype).precision
+        # far from saturation the error is exactly the amplified rounding error
+        k = min(p - 6, 30)
+        assert np.array_equal(o.errors[:k], o.amplified[:k])
+        share = o.kink_share()
+        assert np.all(np.diff(share) >= 0)
+    # exact values at a few points, checked independently
+    x = [Fraction(5, 16), Fraction(1, 2)]  # 5/16 -> 5/8 -> 3/4 -> 1/2: a kink at layer 4
+    o = fp.sawtooth_orbits(x, 4, torch.float64)
+    assert o.errors.max() == 0 and o.first_kink.tolist() == [4, 1]
+    assert np.array_equal(o.kink_share(), [0.5, 0.5, 0.5, 1.0])
+    with pytest.raises(ValueError, match="dyadic"):
+        fp.sawtooth_orbits([Fraction(1, 3)], 2, torch.float32)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fp.sawtooth_orbits([1.5], 2, torch.float32)
+    with pytest.raises((TypeError, ValueError), match="max_depth"):
+        fp.sawtooth_orbits([0.5], 0, torch.float32)
+
+
+def test_random_reals() -> None:
+    a = fp.random_reals(5, seed=1)
+    assert a == fp.random_reals(5, seed=1) and a != fp.random_reals(5, seed=2)
+    assert all(0 <= v < 1 and v.denominator <= 2**96 for v in a)
+    assert fp.random_reals(3, seed=0, bits=4)[0].denominator <= 16
+    with pytest.raises(ValueError, match="seed"):
+        fp.random_reals(3, seed=-1)
+
+
+def test_absolute_error() -> None:
+    assert fp.absolute_error([0.5, math.inf], [Fraction(1, 3), 0]).tolist() == [
+        float(Fraction(1, 2) - Fraction(1, 3)), math.inf]
+
+
+@given(hs.lists(hs.fractions(min_value=-2, max_value=2, max_denominator=64), min_size=2, max_size=8),
+       hs.fractions(min_value=-2, max_value=2, max_denominator=16),
+       hs.fractions(min_value=Fraction(1, 32), max_value=4, max_denominator=32))
+def test_expected_crossings_exact_and_bounded(values, center, width) -> None:
+    e = fp.expected_crossings(values, center, width)
+    assert 0 <= e <= fp.total_variation(values) / width
+    # brute force: average of the exact crossing count over a fine grid of levels
+    lo = center - width / 2
+    n = 256
+    grid = [lo + width * Fraction(2 * k + 1, 2 * n) for k in range(n)]
+    brute = Fraction(sum(sum(1 for a, c in zip(values, values[1:]) if min(a, c) < b < max(a, c))
+                         for b in grid), n)
+    # midpoint rule on a step function with at most 2 len(values) jumps
+    assert abs(brute - e) <= Fraction(2 * len(values), n)
+
+
+def test_total_variation_and_crossings_of_the_sawtooth() -> None:
+    knots = [Fraction(k, 16) for k in range(17)]
+    values = [st.sawtooth_exact(t, 4) for t in knots]
+    assert fp.total_variation(values) == 16
+    assert fp.expected_crossings(values, Fraction(1, 2), Fraction(1, 10)) == 16
+    assert fp.expected_crossings(values, Fraction(1, 2), 2) == 8   # half the levels miss [0, 1]
+    with pytest.raises(ValueError, match="width"):
+        fp.expected_crossings(values, 0, 0)
+    with pytest.raises(ValueError, match="2 points"):
+        fp.total_variation([1])
+
+
+def test_collapse_level() -> None:
+    levels = [1e-3, 1e-2, 1e-1, 1.0]
+    assert fp.collapse_level(levels, [1.0, 0.9, 0.3, 0.1]) == pytest.approx(10 ** (-2 + 0.4 / 0.6))
+    assert fp.collapse_level(levels, [1.0, 1.0, 0.9, 0.6]) == math.inf
+    assert fp.collapse_level(levels, [0.2, 0.1, 0.1, 0.1]) == 1e-3
+    with pytest.raises(ValueError, match="increasing"):
+        fp.collapse_level([1.0, 0.1], [1.0, 0.5])
+    with pytest.raises(ValueError, match="same length"):
+        fp.collapse_level([0.1, 1.0], [1.0])
+
+
+def test_piece_hooks_count_exactly_during_gd() -> None:
+    from lib import pieces, train
+
+    net = st.sawtooth_net(4)
+    x = torch.rand(32, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    hooks = fp.piece_hooks(2.0**-4 / 8)
+    run = train.gd(net, lambda o, y: ((o - y) ** 2).mean(), x, st.sawtooth(x, 4), lr=1e-6,
+                   steps=3, hooks=hooks)
+    assert run.history["pieces"].tolist() == [16] * 4 and run.history["visible"].tolist() == [16] * 4
+    pert = fp.perturb_weights(net, 1e-3, seed=0)
+    assert hooks["pieces"](pert, 0) == pieces.count_pieces(pert)  # no stale cache across models
+    for dtype in (torch.float16, torch.bfloat16):
+        assert hooks["pieces"](fp.to_format(net, dtype), 0) == 16
+    with pytest.raises(ValueError, match="min_width"):
+        fp.piece_hooks(-1.0)
