@@ -128,6 +128,12 @@ def test_round_to_format_agrees_with_round_exact(values) -> None:
         assert [Fraction(v) for v in out.double().tolist()] == [fp.round_exact(v, dtype) for v in values]
 
 
+def test_round_to_format_keeps_lists_in_float64() -> None:
+    assert fp.round_to_format([0.1, 1 / 3], torch.float64).tolist() == [0.1, 1 / 3]
+    assert fp.round_to_format([Fraction(1, 3)], torch.float32).item() == float(
+        fp.round_exact(Fraction(1, 3), torch.float32))
+
+
 def test_ties_subnormals_and_overflow() -> None:
     h = torch.float16
     assert fp.round_exact(1 + Fraction(1, 2**11), h) == 1            # tie to even (down)

@@ -224,7 +224,8 @@ def round_to_format(x: Any, dtype: Any) -> torch.Tensor:
     """Round float64 values to ``dtype`` correctly (nearest, ties to even) and return a tensor
     of ``dtype`` (same shape).
 
-    ``x``: a tensor (any float dtype, converted to float64 exactly), array or list.  Each value
+    ``x``: a tensor (any float dtype, converted to float64 exactly), array or list; a list that
+    holds ``Fraction`` values is rounded element by element with :func:`round_exact`.  Each value
     is rounded *once*: ``rint(x / q) * q`` with ``q`` the format's spacing at ``x`` (exact in
     float64).  ``torch``'s own ``Tensor.to(float16 / bfloat16)`` from float64 rounds to float32
     first and can therefore be off by one unit in the last place at a tie (double rounding);
@@ -233,9 +234,14 @@ def round_to_format(x: Any, dtype: Any) -> torch.Tensor:
     """
     dtype = _check_dtype(dtype)
     fmt = float_format(dtype)
-    t = torch.as_tensor(x)
-    if not torch.is_floating_point(t):
-        t = t.to(torch.float64)
+    if isinstance(x, (list, tuple)) and any(
+            isinstance(v, Rational) and not isinstance(v, (int, bool)) for v in x):
+        # exact rationals: round each once, never through float64 first
+        return torch.tensor([float(round_exact(v, dtype)) for v in x], dtype=torch.float64).to(dtype)
+    if isinstance(x, torch.Tensor):
+        t = x if torch.is_floating_point(x) else x.to(torch.float64)
+    else:  # lists and arrays: float64, never torch's default float32
+        t = torch.from_numpy(np.asarray(x, dtype=np.float64))
     device = t.device
     a = t.detach().to("cpu", torch.float64).numpy()
     if dtype == torch.float64:
@@ -441,12 +447,8 @@ def evaluate(net: nn.Sequential, x: Any, dtype: Any, *, objective: str = "mse",
 
 
 def _round_values(x: Any, dtype: torch.dtype) -> torch.Tensor:
-    """``x`` rounded once to ``dtype``: floats by :func:`round_to_format`, exact rationals
-    (``Fraction``) by :func:`round_exact` (never through float64 first)."""
-    values = _as_list(x)
-    if any(isinstance(v, Rational) and not isinstance(v, (int, bool)) for v in values):
-        return torch.tensor([float(round_exact(v, dtype)) for v in values], dtype=torch.float64).to(dtype)
-    return round_to_format(torch.tensor([float(v) for v in values], dtype=torch.float64), dtype)
+    """``x`` (tensor, array, list of floats or Fractions, or a number) rounded once to ``dtype``."""
+    return round_to_format(_as_list(x), dtype)
 
 
 def _as_list(x: Any) -> list[Any]:
