@@ -65,3 +65,26 @@ def test_readme_has_the_two_commands_and_the_intro_repeats_them() -> None:
     assert len(commands) == 2
     assert commands[0].endswith("jupyter-book build .") and commands[1].endswith("pytest")
     assert _bash_blocks((ROOT / "book" / "intro.md").read_text()) == commands
+
+
+def test_bibliography_parses_and_keys_are_unique() -> None:
+    import re
+
+    from pybtex.database import parse_file
+
+    bib = parse_file(str(ROOT / "book" / "references.bib"))
+    text = (ROOT / "book" / "references.bib").read_text()
+    keys = re.findall(r"^@\w+\{([^,]+),", text, flags=re.M)
+    assert len(keys) == len(set(keys)) == len(bib.entries)
+
+
+def test_every_citation_key_exists() -> None:
+    import re
+
+    from pybtex.database import parse_file
+
+    known = set(parse_file(str(ROOT / "book" / "references.bib")).entries)
+    for page in (ROOT / "book").glob("*.md"):
+        for group in re.findall(r"\{cite[a-z:]*\}`([^`]+)`", page.read_text()):
+            for key in group.split(","):
+                assert key.strip() in known, f"{page.name}: unknown citation {key.strip()}"

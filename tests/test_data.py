@@ -88,3 +88,91 @@ def test_gaussian_regression() -> None:
     torch.testing.assert_close(ds.inputs @ w, ds.targets, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="noise"):
         data.gaussian_regression(5, 2, noise=-1.0)
+
+
+# ----------------------------------------------------------------------------- 1-D quadrature
+@pytest.mark.parametrize("order", [1, 2, 3, 5])
+def test_gauss_legendre_is_exact_for_degree_2_order_minus_1(order: int) -> None:
+    q = data.quadrature(7, order=order, interval=(-1.0, 2.0))
+    assert q.n == 7 * order and q.nodes.dtype == torch.float64
+    assert torch.all(q.nodes[1:] > q.nodes[:-1]) and torch.all(q.weights > 0)
+    assert abs(float(q.weights.sum()) - 3.0) < 1e-14
+    for k in range(2 * order):
+        exact = (2.0 ** (k + 1) - (-1.0) ** (k + 1)) / (k + 1)
+        assert abs(float(q.integrate(q.nodes**k)) - exact) < 1e-12 * max(1.0, abs(exact))
+    # degree 2 * order is not integrated exactly on one panel
+    one = data.quadrature(1, order=order, interval=(0.0, 1.0))
+    assert abs(float(one.integrate(one.nodes ** (2 * order))) - 1 / (2 * order + 1)) > 1e-8
+
+
+def test_midpoint_rule_and_its_error_order() -> None:
+    q = data.quadrature(4, order=1, rule="midpoint", interval=(0.0, 1.0))
+    torch.testing.assert_close(q.nodes, torch.tensor([0.125, 0.375, 0.625, 0.875], dtype=torch.float64))
+    assert abs(float(q.integrate(3 * q.nodes + 1)) - 2.5) < 1e-15
+    errs = []
+    for n in (8, 16):
+        r = data.quadrature(n, order=1, rule="midpoint")
+        errs.append(abs(float(r.integrate(r.nodes**2)) - 1 / 3))
+    assert abs(errs[0] / errs[1] - 4.0) < 1e-9          # O(h^2): exactly h^2/12 for x^2
+    assert abs(errs[0] - 1 / (12 * 64)) < 1e-15
+
+
+def test_quadrature_of_a_kinked_integrand_converges_like_h2() -> None:
+    # |x - 1/3| has a kink inside a panel; the error falls by ~4 per halving of h
+    errs = []
+    for n in (30, 60, 120):
+        q = data.quadrature(n + 1, order=2, interval=(0.0, 1.0))
+        errs.append(abs(float(q.integrate((q.nodes - 1 / 3).abs())) - 5 / 18))
+    assert all(e > 0 for e in errs)
+    assert 2.5 < errs[0] / errs[1] < 6 and 2.5 < errs[1] / errs[2] < 6
+
+
+def test_quadrature_inputs_dtype_and_description() -> None:
+    q = data.quadrature(3, order=2, dtype=torch.float32, interval=(-1, 1))
+    assert q.inputs.shape == (6, 1) and q.weights.dtype == torch.float32
+    assert "6 nodes on [-1, 1]" in q.description
+    with pytest.raises(ValueError, match="rows"):
+        q.integrate(torch.ones(5))
+
+
+@pytest.mark.parametrize("kwargs, err, match", [
+    ({"panels": 0}, ValueError, "panels"),
+    ({"panels": 2, "order": 0}, ValueError, "order"),
+    ({"panels": 2, "rule": "simpson"}, ValueError, "rule"),
+    ({"panels": 2, "rule": "midpoint", "order": 2}, ValueError, "order must be 1"),
+    ({"panels": 2, "interval": (1.0, 0.0)}, ValueError, "interval"),
+    ({"panels": 2, "interval": 3}, TypeError, "interval"),
+    ({"panels": 2, "dtype": torch.int32}, TypeError, "dtype"),
+])
+def test_quadrature_bad_arguments(kwargs: dict, err: type, match: str) -> None:
+    with pytest.raises(err, match=match):
+        data.quadrature(**kwargs)
+
+
+def test_gaussian_bump_values_and_derivatives() -> None:
+    assert abs(data.gaussian_bump(0.0) - 5 / (4 * np.sqrt(2 * np.pi))) < 1e-15
+    q = data.quadrature(200, order=4, interval=(-1.0, 1.0))
+    # a normal density with sd 1/5 scaled by 5/4 * (1/5) ... integrates to 1/4 up to erf(5 / sqrt 2)
+    from math import erf, sqrt
+    assert abs(float(q.integrate(data.gaussian_bump(q.nodes))) - 0.25 * erf(5 / sqrt(2))) < 1e-13
+    x = torch.linspace(-1, 1, 41, dtype=torch.float64, requires_grad=True)
+    g = data.gaussian_bump(x)
+    (d1,) = torch.autograd.grad(g.sum(), x, create_graph=True)
+    (d2,) = torch.autograd.grad(d1.sum(), x)
+    torch.testing.assert_close(d1.detach(), data.gaussian_bump(x.detach(), 1))
+    torch.testing.assert_close(d2, data.gaussian_bump(x.detach(), 2))
+    arr = data.gaussian_bump(np.array([0.1, 0.2], dtype=np.float32), 2)
+    assert isinstance(arr, np.ndarray)
+    assert isinstance(data.gaussian_bump(0.3, 1), float)
+    with pytest.raises(ValueError, match="derivative"):
+        data.gaussian_bump(0.1, 3)
+    with pytest.raises(TypeError, match="bool"):
+        data.gaussian_bump(True)
+
+
+def test_check_interval() -> None:
+    assert data.check_interval((0, 2)) == (0.0, 2.0)
+    with pytest.raises(ValueError, match="span must be finite"):
+        data.check_interval((1.0, float("inf")), name="span")
+    with pytest.raises(TypeError, match="interval must be a pair"):
+        data.check_interval(None)

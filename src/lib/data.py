@@ -218,3 +218,144 @@ def gaussian_regression(
                    test_targets=t(y[n:]) if n_test else None,
                    description=f"gaussian regression n={n}, d={d}, out_dim={out_dim}, "
                                f"noise={noise}, seed {seed}, {str(dtype).replace('torch.', '')}")
+
+
+# ----------------------------------------------------------------------------- 1-D quadrature
+# Appended for the chapter *Trained vs constructed approximation*: the continuous L2 loss
+# ||f - g||^2_{L2(a, b)} of a 1-D network is replaced by a dense composite quadrature, and the
+# smooth target of Gentile and Welper's experiments is provided with its derivatives.
+
+QUADRATURE_RULES = ("gauss-legendre", "midpoint")
+
+
+def check_interval(interval: tuple[float, float], name: str = "interval") -> tuple[float, float]:
+    """``interval`` as a pair of floats ``(a, b)`` with ``a < b``, both finite; ``TypeError``
+    if it is not a pair of numbers, ``ValueError`` otherwise (both name the argument)."""
+    try:
+        a, b = (float(v) for v in interval)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a pair of numbers, got {interval!r}") from exc
+    if not (np.isfinite(a) and np.isfinite(b) and a < b):
+        raise ValueError(f"{name} must be finite with a < b, got {interval!r}")
+    return a, b
+
+
+@dataclass(frozen=True)
+class Quadrature:
+    """A composite quadrature rule on ``[a, b]``: ``sum_i weights[i] * h(nodes[i])``
+    approximates ``int_a^b h(x) dx``.
+
+    ``nodes`` (n,) increasing and ``weights`` (n,) positive, in the requested dtype; ``panels``
+    equal cells, ``order`` nodes per cell.  ``inputs`` is ``nodes`` as a column ``(n, 1)``,
+    the shape a 1-D network takes.
+    """
+
+    nodes: torch.Tensor
+    weights: torch.Tensor
+    interval: tuple[float, float]
+    rule: str
+    panels: int
+    order: int
+
+    @property
+    def n(self) -> int:
+        """Number of nodes."""
+        return int(self.nodes.shape[0])
+
+    @property
+    def inputs(self) -> torch.Tensor:
+        """The nodes as a column ``(n, 1)``."""
+        return self.nodes.reshape(-1, 1)
+
+    def integrate(self, values: torch.Tensor) -> torch.Tensor:
+        """``sum_i w_i values[i, ...]``: the quadrature of sampled values (first axis = nodes)."""
+        if values.shape[0] != self.n:
+            raise ValueError(f"values must have {self.n} rows (one per node), got {tuple(values.shape)}")
+        w = self.weights.to(values.dtype).reshape((-1,) + (1,) * (values.dim() - 1))
+        return (w * values).sum(0)
+
+    @property
+    def description(self) -> str:
+        a, b = self.interval
+        return (f"composite {self.rule}, {self.panels} panels x {self.order} nodes = {self.n} "
+                f"nodes on [{a:g}, {b:g}]")
+
+
+def quadrature(
+    panels: int,
+    *,
+    order: int = 2,
+    rule: str = "gauss-legendre",
+    interval: tuple[float, float] = (0.0, 1.0),
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> Quadrature:
+    """Composite quadrature on ``panels`` equal cells of ``interval``.
+
+    ``rule="gauss-legendre"``: ``order`` Gauss-Legendre nodes per cell (exact for polynomials
+    of degree ``2 order - 1`` on each cell; error ``O(h^(2 order))`` for smooth integrands and
+    ``O(h^2)`` times the jump in the first derivative for a cell containing one kink, as for
+    ``(f - g)^2`` with a ReLU network ``f``).  ``rule="midpoint"``: the cell midpoints, weight
+    ``h`` (``order`` must be 1).  Nodes and weights are computed in float64
+    (``numpy.polynomial.legendre.leggauss``) and cast once to ``dtype``.
+    """
+    for name, value in (("panels", panels), ("order", order)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if rule not in QUADRATURE_RULES:
+        raise ValueError(f"rule must be one of {QUADRATURE_RULES}, got {rule!r}")
+    if rule == "midpoint" and order != 1:
+        raise ValueError(f"the midpoint rule has one node per panel: order must be 1, got {order}")
+    a, b = check_interval(interval)
+    _check_dtype(dtype)
+    edges = np.linspace(a, b, panels + 1)
+    h = np.diff(edges)
+    if rule == "midpoint":
+        ref_x, ref_w = np.zeros(1), np.full(1, 2.0)
+    else:
+        ref_x, ref_w = np.polynomial.legendre.leggauss(order)
+    x = (edges[:-1, None] + (ref_x[None, :] + 1) / 2 * h[:, None]).reshape(-1)
+    w = (ref_w[None, :] / 2 * h[:, None]).reshape(-1)
+
+    def t(arr: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(arr, dtype=torch.float64).to(dtype=dtype, device=device)
+
+    return Quadrature(nodes=t(x), weights=t(w), interval=(a, b), rule=rule, panels=panels,
+                      order=order)
+
+
+#: Amplitude of :func:`gaussian_bump`: ``5 / (4 sqrt(2 pi))``.
+BUMP_AMPLITUDE = 5.0 / (4.0 * np.sqrt(2.0 * np.pi))
+#: Width parameter of :func:`gaussian_bump`: ``exp(-x^2 / (2 s^2))`` with ``s = 1/5``.
+BUMP_SCALE = 0.2
+
+
+def gaussian_bump(x: torch.Tensor | np.ndarray | float, derivative: int = 0
+                  ) -> torch.Tensor | np.ndarray | float:
+    """The smooth target ``g(x) = 5 / (4 sqrt(2 pi)) exp(-25 x^2 / 2)`` or its first or second
+    derivative (``derivative`` 0, 1, 2).  A tensor gives a tensor of its dtype; arrays and
+    numbers are computed in float64 (an ndarray, or a float for a scalar).
+
+    The Gaussian target of Gentile and Welper's experiments on ``[-1, 1]`` (a normal density
+    with standard deviation 1/5, scaled by 1/2): ``g' = -25 x g``, ``g'' = (625 x^2 - 25) g``.
+    """
+    if isinstance(derivative, bool) or derivative not in (0, 1, 2):
+        raise ValueError(f"derivative must be 0, 1 or 2, got {derivative!r}")
+    if isinstance(x, torch.Tensor):
+        if not torch.is_floating_point(x):
+            raise TypeError(f"x must be a floating tensor, got {x.dtype}")
+        g = BUMP_AMPLITUDE * torch.exp(-12.5 * x * x)
+    elif isinstance(x, (bool, np.bool_)):
+        raise TypeError("x must be a number, array or tensor, got a bool")
+    else:
+        arr = np.asarray(x, dtype=np.float64)
+        g = BUMP_AMPLITUDE * np.exp(-12.5 * arr * arr)
+        if arr.ndim == 0:
+            x, g = float(arr), float(g)
+        else:
+            x = arr
+    if derivative == 0:
+        return g
+    if derivative == 1:
+        return -25.0 * x * g
+    return (625.0 * x * x - 25.0) * g

@@ -1,0 +1,571 @@
+"""Tests of lib.pieces: exact piece counts against the slow Fraction reference, laws, bounds.
+
+The reference (``P.reference_breakpoints``) shares no code path with the counter except the
+argument checks: it re-derives every cell's coefficients by exact forward evaluation at the
+cell's midpoint.  Where the expected count is known in closed form (sawtooth, Yarotsky,
+one-hidden-layer nets, compositions) the tests use the closed form instead.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as hs
+from torch import nn
+
+from lib import pieces as P
+from lib import sawtooth as st
+
+DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+
+
+# ------------------------------------------------------------------ helpers
+def linear(weight, bias, dtype=torch.float64) -> nn.Linear:
+    """An nn.Linear holding ``weight``/``bias`` rounded to ``dtype`` (what the net stores)."""
+    w = torch.tensor([[float(v) for v in row] for row in weight], dtype=torch.float64)
+    b = torch.tensor([float(v) for v in bias], dtype=torch.float64)
+    layer = nn.Linear(w.shape[1], w.shape[0], dtype=dtype)
+    with torch.no_grad():
+        layer.weight.copy_(w.to(dtype))
+        layer.bias.copy_(b.to(dtype))
+    return layer
+
+
+def compose(*nets: nn.Sequential) -> nn.Sequential:
+    """``nets[-1] o ... o nets[0]`` as one Sequential (consecutive Linear layers at the seams)."""
+    return nn.Sequential(*[layer for net in nets for layer in net])
+
+
+def perturbed(net: nn.Sequential, eps: float, seed: int, dtype=torch.float64) -> nn.Sequential:
+    """Every weight w -> w (1 + eps u), u ~ U(-1, 1), then stored in ``dtype``."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for layer in net:
+        if isinstance(layer, nn.Linear):
+            w = layer.weight.detach().to(torch.float64).numpy()
+            b = layer.bias.detach().to(torch.float64).numpy()
+            w = w * (1 + eps * rng.uniform(-1, 1, size=w.shape))
+            b = b * (1 + eps * rng.uniform(-1, 1, size=b.shape))
+            layers.append(linear(w.tolist(), b.tolist(), dtype))
+        else:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def assert_matches_reference(net: nn.Sequential, interval=(0.0, 1.0)) -> P.PieceAnalysis:
+    ref = P.reference_breakpoints(net, interval)
+    a = P.piece_analysis(net, interval)
+    assert a.count == len(ref) + 1 == P.count_pieces(net, interval)
+    assert a.breakpoints_exact() == ref
+    bps = a.breakpoints
+    assert bps.dtype == np.float64 and bps.ndim == 1 and len(bps) == len(ref)
+    assert np.all(np.diff(bps) >= 0)
+    if ref:  # float values: within 2^-32 max(1, |t|) (exact ones: correctly rounded)
+        exact = np.array([float(t) for t in ref])
+        err = [abs(Fraction(float(v)) - t) for v, t in zip(bps, ref)]
+        assert all(e <= Fraction(2.0**-32) * max(1, abs(t)) for e, t in zip(err, ref)), (
+            bps, exact)
+    widths = a.widths()
+    exact_w = np.diff([float(Fraction(interval[0]))] + [float(t) for t in ref]
+                      + [float(Fraction(interval[1]))])
+    true_w = [float(b - a_) for a_, b in zip([Fraction(interval[0])] + ref,
+                                             ref + [Fraction(interval[1])])]
+    assert len(widths) == a.count and np.all(widths >= 0)
+    # relative accuracy 2^-20 wherever the true width is a normal float64 (extreme weights
+    # can make a piece narrower than the smallest subnormal: it then reads 0)
+    normal = np.abs(true_w) >= np.finfo(np.float64).tiny
+    assert np.allclose(widths[normal], np.array(true_w)[normal], rtol=2.0**-19, atol=0), (
+        widths, exact_w)
+    assert np.all(widths[~normal] <= np.finfo(np.float64).tiny)
+    return a
+
+
+# ------------------------------------------------------------------ strategies
+dyadic_w = hs.integers(-8, 8).map(lambda k: k / 4)
+float_w = hs.floats(-3, 3, allow_nan=False, allow_infinity=False)
+tiny_w = hs.sampled_from([1e-300, -1e-300, 2.0**-1060, 1e-20, 3e200])
+weights = {
+    "dyadic": dyadic_w,
+    "float": float_w,
+    "mixed": hs.one_of(dyadic_w, float_w, hs.just(0.0)),
+    "extreme": hs.one_of(dyadic_w, float_w, tiny_w),
+}
+
+
+@hs.composite
+def nets(draw, max_depth: int = 3, max_width: int = 6, dtypes=DTYPES) -> nn.Sequential:
+    """Random Linear/ReLU nets with zero rows, dead units, duplicated and scaled rows
+    (coincident breakpoints), extra Linear layers without a ReLU, ReLUs after the input."""
+    depth = draw(hs.integers(1, max_depth))
+    widths = [draw(hs.integers(1, max_width)) for _ in range(depth)] + [1]
+    dtype = draw(hs.sampled_from(dtypes))
+    style = draw(hs.sampled_from(sorted(weights)))
+    if style == "extreme":
+        dtype = torch.float64  # 1e-300 and 3e200 exist only there
+    w_st = weights[style]
+    layers: list[nn.Module] = []
+    if draw(hs.integers(0, 9)) == 0:
+        layers.append(nn.ReLU())  # a ReLU straight on the input
+    n_in = 1
+    for i, n_out in enumerate(widths):
+        W = [[draw(w_st) for _ in range(n_in)] for _ in range(n_out)]
+        b = [draw(w_st) for _ in range(n_out)]
+        if n_out > 1 and draw(hs.booleans()):  # a coincident breakpoint: row j = c * row k
+            j, k = draw(hs.integers(0, n_out - 1)), draw(hs.integers(0, n_out - 1))
+            c = draw(hs.sampled_from([1.0, 2.0, 0.5, -1.0, -4.0]))
+            W[j], b[j] = [c * v for v in W[k]], c * b[k]
+        if draw(hs.integers(0, 4)) == 0:  # a zero row or a zero bias
+            j = draw(hs.integers(0, n_out - 1))
+            if draw(hs.booleans()):
+                W[j] = [0.0] * n_in
+            else:
+                b[j] = 0.0
+        layers.append(linear(W, b, dtype))
+        if i < len(widths) - 1:
+            if draw(hs.integers(0, 5)) == 0:  # consecutive Linear layers
+                m = draw(hs.integers(1, max_width))
+                layers.append(linear([[draw(w_st) for _ in range(n_out)] for _ in range(m)],
+                                     [draw(w_st) for _ in range(m)], dtype))
+                n_out = m
+            layers.append(nn.ReLU())
+            if draw(hs.integers(0, 9)) == 0:
+                layers.append(nn.ReLU())  # idempotent, still allowed
+        n_in = n_out
+    return nn.Sequential(*layers)
+
+
+ends = hs.sampled_from([-2.0, -1.0, -0.5, 0.0, 0.25, 0.5, 1.0, 1.5, 3.0])
+intervals = hs.tuples(hs.one_of(ends, hs.floats(-4, 4)), hs.one_of(ends, hs.floats(-4, 4))
+                      ).filter(lambda t: t[0] < t[1])
+
+
+# ------------------------------------------------------------------ exactness vs reference
+@settings(max_examples=250, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(nets(), intervals)
+def test_random_nets_match_reference(net: nn.Sequential, interval) -> None:
+    assert_matches_reference(net, interval)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(nets(), hs.data())
+def test_interval_ends_at_breakpoints(net: nn.Sequential, data) -> None:
+    """Intervals that start or end exactly at a breakpoint (or at a kink of a hidden unit)."""
+    ref = P.reference_breakpoints(net, (-4.0, 4.0))
+    dyadic = [t for t in ref if t.denominator & (t.denominator - 1) == 0]
+    assume(dyadic)
+    t = data.draw(hs.sampled_from(dyadic))
+    for interval in ((t, Fraction(5)), (Fraction(-5), t)):
+        assert_matches_reference(net, interval)
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 8, 17, 32, 64])
+def test_wide_one_and_two_hidden_layers(width: int) -> None:
+    gen = torch.Generator().manual_seed(width)
+    for depth in (1, 2) if width <= 32 else (1,):
+        layers, n_in = [], 1
+        for _ in range(depth):
+            lin = nn.Linear(n_in, width, dtype=torch.float64)
+            with torch.no_grad():
+                lin.weight.normal_(0, (2 / n_in) ** 0.5, generator=gen)
+                lin.bias.normal_(0, 1, generator=gen)
+            layers += [lin, nn.ReLU()]
+            n_in = width
+        out = nn.Linear(n_in, 1, dtype=torch.float64)
+        with torch.no_grad():
+            out.weight.normal_(0, 1, generator=gen)
+        net = nn.Sequential(*layers, out)
+        a = assert_matches_reference(net, (-3.0, 3.0))
+        if depth == 1:
+            assert a.count <= width + 1
+
+
+@pytest.mark.parametrize("eps", [1e-15, 1e-13, 1e-11, 1e-8, 1e-5, 1e-2])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_perturbed_constructions_match_reference(eps: float, dtype) -> None:
+    """Tiny relative perturbations create kinks closer than 1e-13 and slope jumps below
+    float64 resolution: the cases a float64 sweep with tolerances gets wrong."""
+    for seed, base in enumerate([st.sawtooth_net(6), st.yarotsky_square_net(5),
+                                 st.sawtooth_net(3)]):
+        net = perturbed(base, eps, seed, dtype)
+        for interval in ((0.0, 1.0), (-0.25, 1.25)):
+            assert_matches_reference(net, interval)
+
+
+def test_perturbed_sawtooth_has_tiny_pieces() -> None:
+    """The exact count sees pieces far below float64 resolution of [0, 1]."""
+    net = perturbed(st.sawtooth_net(6), 1e-13, 0)
+    a = assert_matches_reference(net)
+    assert a.count > 2**6
+    assert a.widths().min() < 1e-13
+    assert a.stats["exact_cells"] > 0  # the rational fallback was needed
+
+
+# ------------------------------------------------------------------ closed forms
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sawtooth_and_yarotsky_counts(dtype) -> None:
+    for L in range(1, 13):
+        net = st.sawtooth_net(L, dtype)
+        a = P.piece_analysis(net)
+        assert a.count == 2**L
+        assert a.stats["exact_cells"] == 0 and a.stats["replays"] == 0  # certified path
+        assert a.breakpoints_exact() == [Fraction(k, 2**L) for k in range(1, 2**L)]
+        assert np.array_equal(a.breakpoints, np.arange(1, 2**L) / 2**L)
+        assert np.array_equal(a.widths(), np.full(2**L, 2.0**-L))
+    for m in range(1, 11):
+        assert P.count_pieces(st.yarotsky_square_net(m, dtype)) == 2**m
+    for k in range(1, 8 if dtype is not torch.bfloat16 else 7):
+        assert P.count_pieces(st.shallow_sawtooth_net(k, dtype)) == 2**k
+
+
+def test_sawtooth_outside_unit_interval() -> None:
+    # g_L is 0 outside [0, 1]: two more pieces on a larger interval, with kinks at 0 and 1
+    for L in (1, 4, 9):
+        assert P.count_pieces(st.sawtooth_net(L), (-1.0, 2.0)) == 2**L + 2
+        assert P.count_pieces(st.sawtooth_net(L), (1.0, 2.0)) == 1
+        assert P.count_pieces(st.sawtooth_net(L), (-3.0, 0.0)) == 1
+
+
+def test_sawtooth_depth_20() -> None:
+    assert P.count_pieces(st.sawtooth_net(20)) == 2**20
+
+
+@settings(max_examples=25, deadline=None)
+@given(hs.integers(1, 7), hs.integers(1, 7), hs.sampled_from(DTYPES))
+def test_composition_law(a: int, b: int, dtype) -> None:
+    """g_a o g_b = g_(a+b): 2^(a+b) pieces, with two Linear layers in a row at the seam."""
+    net = compose(st.sawtooth_net(b, dtype), st.sawtooth_net(a, dtype))
+    assert P.count_pieces(net) == 2 ** (a + b)
+    assert P.relu_widths(net) == [3] * (a + b)
+
+
+# ------------------------------------------------------------------ laws
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(nets(), intervals)
+def test_count_below_bounds(net: nn.Sequential, interval) -> None:
+    widths = P.relu_widths(net)
+    count = P.count_pieces(net, interval)
+    bounds = P.piece_bounds(widths)
+    assert count <= P.piece_bound(widths) == bounds["product"]
+    assert bounds["product"] <= bounds["telgarsky"] <= bounds["telgarsky_amgm"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(hs.lists(hs.tuples(float_w, float_w, float_w), min_size=1, max_size=40), intervals)
+def test_one_hidden_layer_at_most_w_plus_one(units, interval) -> None:
+    net = nn.Sequential(linear([[u[0]] for u in units], [u[1] for u in units]), nn.ReLU(),
+                        linear([[u[2] for u in units]], [0.0]))
+    assert P.count_pieces(net, interval) <= len(units) + 1
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(nets(max_depth=2), hs.sampled_from([-1.0, -0.25, 0.0, 0.5, 0.75]), hs.data())
+def test_interval_additivity(net: nn.Sequential, mid: float, data) -> None:
+    """pieces(a, c) = pieces(a, b) + pieces(b, c) - [b is not a breakpoint]."""
+    lo = data.draw(hs.sampled_from([-2.0, -1.5])) if mid > -1.5 else -2.0
+    hi = 2.0
+    whole = P.breakpoints_exact(net, (lo, hi))
+    left, right = P.count_pieces(net, (lo, mid)), P.count_pieces(net, (mid, hi))
+    assert len(whole) + 1 == left + right - (0 if Fraction(mid) in whole else 1)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(nets(max_depth=2, dtypes=(torch.float64, torch.float32)), intervals)
+def test_mirror_and_rescaling_invariance(net: nn.Sequential, interval) -> None:
+    """x -> -x mirrors the breakpoints; positive power-of-two rescaling of a hidden unit
+    (row times 2^k, next column times 2^-k) and output scaling do not change the function."""
+    layers = list(net)
+    first = next(i for i, l in enumerate(layers) if isinstance(l, nn.Linear))
+    mirrored = [nn.ReLU() if isinstance(l, nn.ReLU) else l for l in layers]
+    w = layers[first].weight.detach().to(torch.float64).numpy()
+    mirrored[first] = linear((-w).tolist(), layers[first].bias.detach().to(torch.float64).tolist(),
+                             layers[first].weight.dtype)
+    mirror_net = nn.Sequential(*mirrored)
+    # (a leading ReLU acts on x itself: mirroring does not commute with it)
+    if first == 0:
+        bp = P.breakpoints_exact(net, interval)
+        bp_m = P.breakpoints_exact(mirror_net, (-interval[1], -interval[0]))
+        assert bp_m == sorted(-t for t in bp)
+    # rescale hidden unit 0 of the first Linear+ReLU pair by 4 (exact in both formats)
+    lin_relu = [i for i in range(len(layers) - 1)
+                if isinstance(layers[i], nn.Linear) and isinstance(layers[i + 1], nn.ReLU)]
+    nxt = [i for i in range(len(layers)) if isinstance(layers[i], nn.Linear)]
+    if lin_relu:
+        i = lin_relu[0]
+        j = next(k for k in nxt if k > i)
+        dt = layers[i].weight.dtype
+        W1 = layers[i].weight.detach().to(torch.float64).numpy().copy()
+        b1 = layers[i].bias.detach().to(torch.float64).numpy().copy()
+        W2 = layers[j].weight.detach().to(torch.float64).numpy().copy()
+        W1[0] *= 4
+        b1[0] *= 4
+        W2[:, 0] /= 4
+        scaled = list(layers)
+        scaled[i] = linear(W1.tolist(), b1.tolist(), dt)
+        scaled[j] = linear(W2.tolist(), layers[j].bias.detach().to(torch.float64).tolist(), dt)
+        exact_rescale = all(
+            float(torch.tensor(v, dtype=torch.float64).to(dt)) == v
+            for v in list(W1.ravel()) + list(b1.ravel()) + list(W2.ravel()))
+        if exact_rescale:
+            assert P.breakpoints_exact(nn.Sequential(*scaled), interval) == \
+                P.breakpoints_exact(net, interval)
+
+
+def test_constant_and_affine_nets() -> None:
+    zero_out = nn.Sequential(linear([[1.0], [-1.0]], [0.0, 0.5]), nn.ReLU(),
+                             linear([[0.0, 0.0]], [3.0]))
+    assert P.count_pieces(zero_out, (-5, 5)) == 1 and len(P.breakpoints(zero_out, (-5, 5))) == 0
+    # a unit whose kink is invisible downstream (zero output weight)
+    hidden = nn.Sequential(linear([[1.0], [1.0]], [0.0, -0.5]), nn.ReLU(),
+                           linear([[1.0, 0.0]], [0.0]))
+    assert P.breakpoints_exact(hidden, (-1, 1)) == [0]
+    # |x| = relu(x) + relu(-x): two pieces
+    absx = nn.Sequential(linear([[1.0], [-1.0]], [0.0, 0.0]), nn.ReLU(), linear([[1.0, 1.0]], [0.0]))
+    assert P.breakpoints_exact(absx, (-1, 1)) == [0]
+    # x = relu(x) - relu(-x): one piece, although both units switch at 0
+    ident = nn.Sequential(linear([[1.0], [-1.0]], [0.0, 0.0]), nn.ReLU(), linear([[1.0, -1.0]], [0.0]))
+    assert P.count_pieces(ident, (-1, 1)) == 1
+    # no ReLU at all; Linear without bias; a ReLU on the input
+    affine = nn.Sequential(nn.Linear(1, 3, bias=False, dtype=torch.float64),
+                           nn.Linear(3, 1, dtype=torch.float64))
+    assert P.count_pieces(affine, (-1, 1)) == 1
+    assert P.breakpoints_exact(nn.Sequential(nn.ReLU()), (-1, 1)) == [0]
+    assert P.count_pieces(nn.Sequential(nn.ReLU(), nn.ReLU()), (0.5, 1)) == 1
+
+
+def test_equal_slopes_of_inexact_coefficients_are_merged_exactly() -> None:
+    """Two units whose kinks cancel exactly although their coefficients are not float-exact."""
+    a, b = 0.1, 0.3   # kink at -b/a = -3 (not representable); jump +1 then -1 at the same x
+    net = nn.Sequential(linear([[a], [2 * a]], [b, 2 * b]), nn.ReLU(),
+                        linear([[2.0, -1.0]], [0.0]))
+    assert P.count_pieces(net, (-10, 10)) == 1
+    assert_matches_reference(net, (-10.0, 10.0))
+
+
+# ------------------------------------------------------------------ predicates
+finite = hs.floats(allow_nan=False, allow_infinity=False, width=64).filter(lambda v: abs(v) < 1e150)
+
+
+@settings(max_examples=300, deadline=None)
+@given(finite, finite, finite, finite)
+def test_exact_sign_predicate(a: float, b: float, c: float, d: float) -> None:
+    exact = Fraction(a) * Fraction(b) + Fraction(c) * Fraction(d)
+    got = P._sign_exact_float(*(np.array([v]) for v in (a, b, c, d)))[0]
+    assert got == (exact > 0) - (exact < 0)
+    # the cancelling case c d = -a b exactly
+    got0 = P._sign_exact_float(*(np.array([v]) for v in (a, b, -a, b)))[0]
+    assert got0 == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(hs.integers(-2**52, 2**52), hs.integers(-2**52, 2**52), hs.integers(-2**52, 2**52),
+       hs.integers(-60, 60))
+def test_exact_sign_predicate_near_cancellation(p: int, q: int, r: int, k: int) -> None:
+    # a b + c d with a b and c d agreeing to about 100 bits
+    a, b = float(p) * 2.0**k, float(q)
+    c, d = -a, b + float(r) * 2.0**-60 if b else 1.0
+    exact = Fraction(a) * Fraction(b) + Fraction(c) * Fraction(d)
+    got = P._sign_exact_float(*(np.array([v]) for v in (a, b, c, d)))[0]
+    assert got == (exact > 0) - (exact < 0)
+
+
+@settings(max_examples=80, deadline=None)
+@given(hs.integers(1, 40), hs.integers(1, 40), hs.integers(0, 10**6),
+       hs.sampled_from([1e-200, 1e-8, 1.0, 1e8, 1e150]), hs.booleans())
+def test_norm2_bound(rows: int, cols: int, seed: int, scale: float, low_rank: bool) -> None:
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((rows, cols)) * scale
+    if low_rank:
+        w = np.outer(w[:, 0], rng.standard_normal(cols)) * (scale if scale < 1 else 1.0)
+    w[rng.random(w.shape) < 0.2] = 0.0
+    bound = P._norm2_bound(w)
+    true = np.linalg.svd(w, compute_uv=False).max() if w.any() else 0.0
+    assert bound >= true * (1 - 1e-12)
+    crude = math.sqrt(np.abs(w).sum(axis=0).max()) * math.sqrt(np.abs(w).sum(axis=1).max())
+    assert bound <= crude * (1 + 1e-9)
+    if w.any() and 1e-100 < scale < 1e100:
+        assert bound <= true * 1.2   # the squarings make it nearly tight
+
+
+def test_float_grid() -> None:
+    x = np.array([0.0, 1.0, 0.5, 3.0, 0.1, 2.0**-1074, 2.0**1000, -0.75])
+    g = P._float_grid(x)
+    assert g[0] == P._NO_GRID
+    for v, gv in zip(x[1:], g[1:]):
+        f = Fraction(float(v)) * Fraction(2) ** int(gv)
+        assert f.denominator == 1 and (f / 2).denominator == 2  # least such exponent
+
+
+# ------------------------------------------------------------------ bounds
+def test_piece_bounds_values() -> None:
+    assert P.piece_bound([]) == 1
+    assert P.piece_bound([3] * 5) == 4**5
+    assert P.piece_bounds([3] * 5) == {"product": 4**5, "telgarsky": 6**5, "telgarsky_amgm": 6**5}
+    assert P.piece_bounds([1, 3]) == {"product": 8, "telgarsky": 12, "telgarsky_amgm": 16}
+    assert P.piece_bound((0, 5)) == 6
+    assert P.piece_bound(np.array([2, 2]).tolist()) == 9
+    for bad, err in (("12", TypeError), ([1.5], TypeError), ([True], TypeError), ([-1], ValueError),
+                     (3, TypeError)):
+        with pytest.raises(err):
+            P.piece_bound(bad)
+
+
+def test_bounds_hold_for_constructions() -> None:
+    for L in range(1, 10):
+        net = st.sawtooth_net(L)
+        assert P.relu_widths(net) == st.hidden_widths(net) == [3] * L
+        assert P.count_pieces(net) == 2**L <= P.piece_bound(P.relu_widths(net)) == 4**L
+    net = st.shallow_sawtooth_net(5)
+    assert P.count_pieces(net) == 32 <= P.piece_bound(P.relu_widths(net)) == 33
+
+
+# ------------------------------------------------------------------ grid sampling
+def test_grid_count() -> None:
+    net = st.sawtooth_net(6)
+    assert P.grid_count(net, n_points=2**6 * 8 + 1) == 64       # fine enough
+    coarse = P.grid_count(net, n_points=33)
+    assert coarse < 64                                           # misses narrow pieces
+    assert P.grid_count(net, (0.0, 1.0), 1001, dtype=torch.float32) == 64
+    with pytest.raises(ValueError):
+        P.grid_count(net, n_points=1)
+
+
+# ------------------------------------------------------------------ argument checks
+def test_argument_errors() -> None:
+    good = st.sawtooth_net(2)
+    with pytest.raises(TypeError, match="Tanh"):
+        P.count_pieces(nn.Sequential(nn.Linear(1, 2), nn.Tanh(), nn.Linear(2, 1)))
+    with pytest.raises(TypeError, match="Sequential"):
+        P.count_pieces(nn.Sequential(nn.Sequential(nn.Linear(1, 1))))
+    with pytest.raises(TypeError):
+        P.count_pieces(nn.Linear(1, 1))
+    with pytest.raises(ValueError, match="empty"):
+        P.count_pieces(good, (0.5, 0.5))
+    with pytest.raises(ValueError, match="reversed"):
+        P.count_pieces(good, (1.0, 0.0))
+    with pytest.raises(ValueError, match="scalar input"):
+        P.count_pieces(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)))
+    with pytest.raises(ValueError, match="scalar output"):
+        P.count_pieces(nn.Sequential(nn.Linear(1, 3), nn.ReLU(), nn.Linear(3, 2)))
+    with pytest.raises(ValueError, match="expects"):
+        P.count_pieces(nn.Sequential(nn.Linear(1, 3), nn.ReLU(), nn.Linear(2, 1)))
+    with pytest.raises(ValueError, match="finite"):
+        P.count_pieces(good, (0.0, float("inf")))
+    with pytest.raises(ValueError, match="finite"):
+        P.count_pieces(good, (float("nan"), 1.0))
+    with pytest.raises(TypeError):
+        P.count_pieces(good, (True, 1.0))
+    with pytest.raises(TypeError):
+        P.count_pieces(good, 1.0)
+    nan_net = st.sawtooth_net(1)
+    with torch.no_grad():
+        nan_net[0].weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        P.count_pieces(nan_net)
+    for f in (P.breakpoints, P.piece_widths, P.breakpoints_exact, P.reference_breakpoints):
+        with pytest.raises(ValueError):
+            f(good, (2.0, 1.0))
+
+
+def test_interval_types() -> None:
+    net = st.sawtooth_net(3)
+    assert P.count_pieces(net, (0, 1)) == 8
+    assert P.count_pieces(net, (Fraction(1, 3), Fraction(2, 3))) == \
+        P.reference_count_pieces(net, (Fraction(1, 3), Fraction(2, 3)))
+    assert P.count_pieces(net, (np.float32(0), torch.tensor(1.0))) == 8
+    assert P.breakpoints_exact(net, (Fraction(1, 3), Fraction(1, 2))) == [Fraction(3, 8)]
+
+
+# ------------------------------------------------------------------ experiment helpers
+@pytest.mark.parametrize("init", P.INITS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_random_relu_net(init: str, dtype) -> None:
+    net = P.random_relu_net([4, 3], init, seed=5, dtype=dtype)
+    again = P.random_relu_net([4, 3], init, seed=5, dtype=dtype)
+    other = P.random_relu_net([4, 3], init, seed=6, dtype=dtype)
+    assert P.relu_widths(net) == [4, 3]
+    assert all(p.dtype == dtype for p in net.parameters())
+    flat = lambda n: torch.cat([p.detach().double().flatten() for p in n.parameters()])  # noqa: E731
+    assert torch.equal(flat(net), flat(again)) and not torch.equal(flat(net), flat(other))
+    first = net[0]
+    if init == "pytorch":
+        assert first.weight.abs().max() <= 1.0       # U(-1/sqrt(fan_in), ...) with fan_in = 1
+    if init == "he-zero-bias":
+        assert all(float(layer.bias.detach().abs().max()) == 0 for layer in net if isinstance(layer, nn.Linear))
+    for bad in (dict(widths=[], init=init), dict(widths=[0], init=init),
+                dict(widths=[2], init="xavier"), dict(widths=[2], init=init, seed=-1)):
+        with pytest.raises(ValueError):
+            P.random_relu_net(**bad)
+
+
+@settings(max_examples=40, deadline=None)
+@given(hs.lists(hs.integers(1, 12), min_size=1, max_size=6), hs.integers(0, 10**6), intervals)
+def test_zero_bias_nets_are_homogeneous(widths, seed, interval) -> None:
+    net = P.random_relu_net(widths, "he-zero-bias", seed=seed)
+    bps = P.breakpoints_exact(net, interval)
+    assert bps in ([], [0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(hs.integers(1, 14), hs.integers(0, 10**6), hs.sampled_from(["he", "pytorch"]), intervals)
+def test_width_one_nets_have_at_most_three_pieces(depth, seed, init, interval) -> None:
+    net = P.random_relu_net([1] * depth, init, seed=seed)
+    assert P.count_pieces(net, interval) <= (2 if depth == 1 else 3)
+
+
+def test_perturbed_net() -> None:
+    base = st.yarotsky_square_net(3)
+    same = P.perturbed_net(base, 0.0, seed=1)
+    for a, b in zip(base.parameters(), same.parameters()):
+        assert torch.equal(a, b)
+    moved = P.perturbed_net(base, 1e-3, seed=1)
+    for a, b in zip(base.parameters(), moved.parameters()):
+        a, b = a.detach(), b.detach()
+        assert torch.equal(a == 0, b == 0)                              # zeros stay zero
+        assert torch.all((b - a).abs() <= 1e-3 * a.abs() * (1 + 1e-12))
+    assert P.perturbed_net(base, 1e-3, seed=1, dtype=torch.float32)[0].weight.dtype == torch.float32
+    with pytest.raises(ValueError):
+        P.perturbed_net(base, -1.0)
+    with pytest.raises(TypeError):
+        P.perturbed_net(nn.Sequential(nn.Tanh()), 0.1)
+
+
+def _all_positive_values(dtype) -> np.ndarray:
+    """Every finite positive number of a 16-bit format, by enumerating bit patterns."""
+    top = 0x7C00 if dtype == torch.float16 else 0x7F80
+    bits = torch.arange(1, top, dtype=torch.int32).to(torch.int16)
+    return bits.view(dtype).to(torch.float64).numpy()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_representable_and_resolved_by_enumeration(dtype) -> None:
+    values = np.concatenate([[0.0], _all_positive_values(dtype)])
+    rng = np.random.default_rng(0)
+    probe = np.sort(rng.uniform(0, 2, size=400))
+    probe = np.concatenate([probe, values[:50], values[-5:], [1.0, 0.5]])
+    rep = P.representable(probe, dtype)
+    assert np.array_equal(rep, np.isin(probe, values))
+    frac = [Fraction(v) for v in probe] + [Fraction(1, 3)]
+    assert np.array_equal(P.representable(frac, dtype)[:-1], rep) and not P.representable(frac, dtype)[-1]
+    edges = np.unique(np.concatenate([probe, values[100:140]]))
+    resolved = P.resolved_pieces(edges, dtype)
+    brute = [bool(np.any((values > a) & (values < b))) for a, b in zip(edges, edges[1:])]
+    assert np.array_equal(resolved, brute)
+    assert np.array_equal(P.resolved_pieces([Fraction(v) for v in edges], dtype), brute)
+
+
+@pytest.mark.parametrize("name, dtype, p", [("float16", torch.float16, 11),
+                                            ("bfloat16", torch.bfloat16, 8),
+                                            ("float32", torch.float32, 24)])
+def test_resolution_limit_of_the_sawtooth(name, dtype, p) -> None:
+    """The book's proposition: breakpoints representable iff L <= p; min(2^L, 2^(p-1))
+    pieces contain a number of the format."""
+    for L in range(1, 15):
+        a = P.piece_analysis(st.sawtooth_net(L, dtype))
+        edges = np.concatenate([[0.0], a.breakpoints, [1.0]])
+        assert P.representable(a.breakpoints, dtype).all() == (L <= p)
+        assert P.resolved_pieces(edges, dtype).sum() == min(2**L, 2 ** (p - 1))
