@@ -359,31 +359,6 @@ def test_tent_net() -> None:
         fp.tent_net(0, 0.3)
 
 
-def test_perturb_weights() -> None:
-    net = st.sawtooth_net(4)
-    same = fp.perturb_weights(net, 0.0, seed=1)
-    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), same.parameters()))
-    a = fp.perturb_weights(net, 1e-3, seed=1)
-    b = fp.perturb_weights(net, 1e-3, seed=1)
-    c = fp.perturb_weights(net, 1e-3, seed=2)
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
-    assert any(not torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
-    for p, q in zip(net.parameters(), a.parameters()):
-        assert torch.all((q - p).abs() <= 1e-3 * p.abs() * (1 + 1e-12))
-        assert torch.equal(q[p == 0], p[p == 0])
-    nb = fp.perturb_weights(net, 1e-2, seed=1, biases=False)
-    for (name, p), q in zip(net.named_parameters(), nb.parameters()):
-        if name.endswith("bias"):
-            assert torch.equal(p, q)
-    h = fp.perturb_weights(net, 1e-2, seed=1, dtype=torch.float16)
-    assert all(p.dtype == torch.float16 for p in h.parameters())
-    for bad in (-0.1, 1.5, math.nan, True, "1e-3"):
-        with pytest.raises(ValueError, match="level"):
-            fp.perturb_weights(net, bad, seed=0)
-    with pytest.raises(ValueError, match="seed"):
-        fp.perturb_weights(net, 0.1, seed=-1)
-
-
 # ------------------------------------------------------------------ argument checks
 def test_bad_arguments_raise_clearly() -> None:
     net = st.sawtooth_net(2)
@@ -515,7 +490,7 @@ def test_piece_hooks_count_exactly_during_gd() -> None:
     run = train.gd(net, lambda o, y: ((o - y) ** 2).mean(), x, st.sawtooth(x, 4), lr=1e-6,
                    steps=3, hooks=hooks)
     assert run.history["pieces"].tolist() == [16] * 4 and run.history["visible"].tolist() == [16] * 4
-    pert = fp.perturb_weights(net, 1e-3, seed=0)
+    pert = pieces.perturbed_net(net, 1e-3, seed=0)
     assert hooks["pieces"](pert, 0) == pieces.count_pieces(pert)  # no stale cache across models
     for dtype in (torch.float16, torch.bfloat16):
         assert hooks["pieces"](fp.to_format(net, dtype), 0) == 16

@@ -25,9 +25,14 @@ Four layers:
   :func:`errors_by_depth` turn both into forward and gradient errors;
   :func:`preactivation_slopes` gives the exact derivatives of all pre-activations with respect
   to the input (assumption (B) of Karner et al.).
-* **Constructions for contrast** -- :func:`tent_net` (a tent map with its kink off ``1/2``),
-  :func:`tent_lyapunov`, and :func:`perturb_weights` (relative random perturbations of a
-  network's parameters).
+* **The chapter's measurements** -- :func:`random_reals` (exact stand-ins for real inputs,
+  finer than float64), :func:`sawtooth_orbits` (the sawtooth's forward error along its layers
+  and the layer at which each float orbit meets a kink), :func:`kink_depth` (after which every
+  float orbit is dead), :func:`tent_net` and :func:`tent_lyapunov` (a tent map with its kink off
+  ``1/2``, whose arithmetic is inexact), :func:`total_variation` and :func:`expected_crossings`
+  (the one-neuron estimate behind Karner et al.'s theorem, exactly), :func:`collapse_level`
+  and :func:`piece_hooks` (exact and visible piece counts as :func:`lib.train.gd` hooks, from
+  :mod:`lib.pieces`).
 
 Networks are ``nn.Sequential`` of ``nn.Linear`` and ``nn.ReLU`` with scalar input and output
 (inputs of shape ``(n, 1)``), as everywhere in the book.  Parameters are flattened in the
@@ -49,14 +54,14 @@ import torch
 from torch import nn
 
 from lib.sawtooth import InvalidArgumentError, to_fraction
-from lib.seeding import check_seed, torch_generator
+from lib.seeding import check_seed
 
 __all__ = [
     "SUPPORTED_DTYPES", "FORMAT_NAMES", "OBJECTIVES", "ARITHMETICS", "FloatFormat",
     "float_format", "unit_roundoff", "machine_epsilon", "formats_table",
     "round_exact", "round_to_format", "to_format", "ulp", "ulp_error", "relative_error", "absolute_error",
     "Evaluation", "Reference", "ErrorReport", "evaluate", "reference", "compare",
-    "errors_by_depth", "preactivation_slopes", "tent_net", "tent_lyapunov", "perturb_weights",
+    "errors_by_depth", "preactivation_slopes", "tent_net", "tent_lyapunov",
     "format_name", "kink_depth", "SawtoothOrbits", "sawtooth_orbits", "total_variation",
     "expected_crossings", "collapse_level", "piece_hooks", "random_reals",
 ]
@@ -368,15 +373,11 @@ def relative_error(computed: Any, ref: Any) -> np.ndarray:
 
 # =========================================================================== networks
 def _layers(net: Any) -> list[nn.Module]:
-    if not isinstance(net, nn.Sequential):
-        raise TypeError(f"net must be an nn.Sequential of nn.Linear/nn.ReLU, got {type(net).__name__}")
-    layers = list(net)
-    if not layers or not isinstance(layers[0], nn.Linear) or not isinstance(layers[-1], nn.Linear):
-        raise ValueError("net must start and end with an nn.Linear layer")
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, (nn.Linear, nn.ReLU)):
-            raise TypeError(f"net[{i}] is a {type(layer).__name__}; only nn.Linear and nn.ReLU "
-                            "are supported")
+    """The layers of a Linear/ReLU ``nn.Sequential`` (checked by :mod:`lib.sawtooth`) with
+    scalar input and output."""
+    from lib.sawtooth import _layers as sequential_layers
+
+    layers = sequential_layers(net)
     if layers[0].in_features != 1 or layers[-1].out_features != 1:
         raise ValueError("net must have scalar input and output (in_features = out_features = 1)")
     return layers
@@ -930,32 +931,6 @@ def tent_lyapunov(apex: float) -> float:
         raise ValueError(f"apex must be a number in (0, 1), got {apex!r}")
     a = float(apex)
     return -a * math.log(a) - (1 - a) * math.log(1 - a)
-
-
-def perturb_weights(net: nn.Module, level: float, *, seed: int, dtype: Any = None,
-                    biases: bool = True) -> nn.Module:
-    """A copy of ``net`` with every parameter ``w`` replaced by ``w (1 + level * xi)``,
-    ``xi ~ U[-1, 1]`` i.i.d. (drawn in float64 from ``seed``), rounded once to ``dtype``
-    (default: the parameters' dtype).  Zero parameters stay zero (a relative perturbation);
-    ``biases=False`` leaves the biases unchanged.  ``level`` must lie in ``[0, 1]``.
-    """
-    if not isinstance(net, nn.Module):
-        raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
-    if (isinstance(level, bool) or not isinstance(level, (int, float)) or not math.isfinite(level)
-            or not 0 <= level <= 1):
-        raise ValueError(f"level (relative perturbation) must be a number in [0, 1], got {level!r}")
-    seed = check_seed(seed)
-    gen = torch_generator(seed)
-    target = None if dtype is None else _check_dtype(dtype)
-    out = copy.deepcopy(net) if target is None else copy.deepcopy(net).to(target)
-    with torch.no_grad():
-        for (name, p), (_, q) in zip(net.named_parameters(), out.named_parameters()):
-            xi = torch.rand(p.shape, generator=gen, dtype=torch.float64) * 2 - 1
-            new = p.detach().to(torch.float64)
-            if biases or not (name == "bias" or name.endswith(".bias")):
-                new = new * (1 + level * xi)
-            q.copy_(round_to_format(new, q.dtype))
-    return out
 
 
 # =========================================================================== sawtooth orbits
