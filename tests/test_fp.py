@@ -1,0 +1,498 @@
+"""Tests of lib.fp: formats, rounding, ulps, and the exact / mpmath references."""
+
+import math
+import random
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as hs
+from torch import nn
+
+from lib import fp
+from lib import sawtooth as st
+
+ALL = fp.SUPPORTED_DTYPES
+NARROW = (torch.float16, torch.bfloat16, torch.float32)
+
+
+# ------------------------------------------------------------------ independent helpers
+def _random_net(widths, seed, dtype=torch.float64):
+    torch.manual_seed(seed)
+    layers = []
+    for a, b in zip([1] + widths, widths):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    layers.append(nn.Linear(widths[-1], 1))
+    return nn.Sequential(*layers).to(dtype)
+
+
+def _slow_backprop(net, x, at_zero=Fraction(0)):
+    """Textbook per-point backprop in Fractions of d N(x) / d theta (independent of lib.fp)."""
+    layers = list(net)
+    params = []
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            w = [[Fraction(v) for v in row] for row in layer.weight.detach().double().tolist()]
+            b = [Fraction(v) for v in layer.bias.detach().double().tolist()]
+            params.append((w, b))
+        else:
+            params.append(None)
+    acts, zs = [[Fraction(x)]], []
+    h = acts[0]
+    for item in params:
+        if item is None:
+            zs.append(h)
+            h = [v if v > 0 else Fraction(0) for v in h]
+        else:
+            w, b = item
+            h = [sum((wi * hi for wi, hi in zip(row, h)), bb) for row, bb in zip(w, b)]
+        acts.append(h)
+    value = h[0]
+    grads = []
+    delta = [Fraction(1)]
+    zi = len(zs) - 1
+    for k in range(len(params) - 1, -1, -1):
+        item = params[k]
+        if item is None:
+            z = zs[zi]
+            zi -= 1
+            delta = [d * (1 if v > 0 else (at_zero if v == 0 else 0)) for d, v in zip(delta, z)]
+        else:
+            w, b = item
+            inp = acts[k]
+            gw = [[d * a for a in inp] for d in delta]
+            grads.append([v for row in gw for v in row] + list(delta))
+            delta = [sum((w[i][j] * delta[i] for i in range(len(delta))), Fraction(0))
+                     for j in range(len(inp))]
+    flat = [v for g in reversed(grads) for v in g]
+    return value, flat
+
+
+def _rand_dyadics(n, bits, seed):
+    rng = random.Random(seed)
+    return [Fraction(rng.getrandbits(bits), 2**bits) for _ in range(n)]
+
+
+# ------------------------------------------------------------------ formats
+@pytest.mark.parametrize("dtype", ALL)
+def test_format_constants_match_torch_finfo(dtype) -> None:
+    f = fp.float_format(dtype)
+    info = torch.finfo(dtype)
+    assert f.bits == info.bits
+    assert f.eps == info.eps == 2 * f.unit_roundoff
+    assert f.smallest_normal == info.tiny == info.smallest_normal
+    assert f.largest == info.max and -f.largest == info.min
+    assert f.smallest_subnormal == info.tiny * info.eps
+    assert fp.machine_epsilon(dtype) == info.eps
+    assert fp.float_format(fp.format_name(dtype)) == f
+
+
+def test_unit_roundoffs_are_the_ieee_values() -> None:
+    assert [fp.unit_roundoff(d) for d in ALL] == [2.0**-11, 2.0**-8, 2.0**-24, 2.0**-53]
+    assert [fp.float_format(d).precision for d in ALL] == [11, 8, 24, 53]
+    rows = fp.formats_table()
+    assert [r["format"] for r in rows] == ["float16", "bfloat16", "float32", "float64"]
+
+
+@pytest.mark.parametrize("bad", [torch.int32, torch.complex64, "float8", None, 16, np.float32])
+def test_bad_dtype_raises(bad) -> None:
+    for fn in (fp.float_format, fp.unit_roundoff, lambda d: fp.round_exact(1.0, d),
+               lambda d: fp.round_to_format(torch.ones(2, dtype=torch.float64), d),
+               lambda d: fp.ulp(1.0, d), lambda d: fp.to_format(st.sawtooth_net(2), d),
+               lambda d: fp.evaluate(st.sawtooth_net(2), [0.3], d, objective="mean_output")):
+        with pytest.raises((TypeError, ValueError), match="dtype"):
+            fn(bad)
+
+
+# ------------------------------------------------------------------ rounding
+_floats = hs.floats(min_value=-6e4, max_value=6e4, allow_nan=False, allow_infinity=False)
+
+
+@given(_floats)
+def test_round_exact_is_ieee_rounding(x: float) -> None:
+    # float64 -> float32 in torch and float64 -> float16 in NumPy are single, correct roundings.
+    assert fp.round_exact(x, torch.float32) == Fraction(float(torch.tensor(x, dtype=torch.float64).float()))
+    assert fp.round_exact(x, torch.float16) == Fraction(float(np.float16(x)))
+    assert fp.round_exact(x, torch.float64) == Fraction(x)
+
+
+@given(hs.lists(_floats | hs.floats(min_value=-1e-6, max_value=1e-6), min_size=1, max_size=20))
+def test_round_to_format_agrees_with_round_exact(values) -> None:
+    t = torch.tensor(values, dtype=torch.float64)
+    for dtype in ALL:
+        out = fp.round_to_format(t, dtype)
+        assert out.dtype == dtype
+        assert [Fraction(v) for v in out.double().tolist()] == [fp.round_exact(v, dtype) for v in values]
+
+
+def test_round_to_format_keeps_lists_in_float64() -> None:
+    assert fp.round_to_format([0.1, 1 / 3], torch.float64).tolist() == [0.1, 1 / 3]
+    assert fp.round_to_format([Fraction(1, 3)], torch.float32).item() == float(
+        fp.round_exact(Fraction(1, 3), torch.float32))
+
+
+def test_ties_subnormals_and_overflow() -> None:
+    h = torch.float16
+    assert fp.round_exact(1 + Fraction(1, 2**11), h) == 1            # tie to even (down)
+    assert fp.round_exact(1 + Fraction(3, 2**11), h) == 1 + Fraction(2, 2**10)  # tie to even (up)
+    assert fp.round_exact(Fraction(3, 2**25), h) == Fraction(2, 2**24)  # subnormal tie (up)
+    assert fp.round_exact(Fraction(1, 2**25), h) == 0                   # subnormal tie (down)
+    assert fp.round_exact(Fraction(3, 2**26), h) == Fraction(1, 2**24)
+    assert fp.round_exact(65519, h) == 65504
+    with pytest.raises(OverflowError):
+        fp.round_exact(65520, h)                                        # the IEEE overflow tie
+    out = fp.round_to_format(torch.tensor([65519.0, 65520.0, -1e6, math.inf]), h)
+    assert out.tolist() == [65504.0, math.inf, -math.inf, math.inf]
+
+
+def test_torch_double_rounding_is_avoided() -> None:
+    # 1 + 2^-11 + 2^-40 lies just above a float16 tie: correct rounding goes up, torch's
+    # float64 -> float32 -> float16 path rounds to the tie first and then to even (down).
+    x = torch.tensor([1 + 2**-11 + 2**-40, 1 + 2**-8 + 2**-40], dtype=torch.float64)
+    assert fp.round_to_format(x, torch.float16)[0].item() == 1 + 2**-10
+    assert fp.round_to_format(x, torch.bfloat16)[1].item() == 1 + 2**-7
+    assert x.to(torch.float16)[0].item() == 1.0 and x.to(torch.bfloat16)[1].item() == 1.0
+    net = nn.Sequential(nn.Linear(1, 1, dtype=torch.float64))
+    with torch.no_grad():
+        net[0].weight.fill_(1 + 2**-11 + 2**-40)
+    assert fp.to_format(net, torch.float16)[0].weight.item() == 1 + 2**-10
+
+
+@pytest.mark.parametrize("dtype", NARROW)
+def test_ulp_is_the_spacing_of_the_format(dtype) -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.rand(200, generator=gen, dtype=torch.float64) * 100,
+                   torch.tensor([1.0, 2.0, 0.5, 6e-5, 1e-30], dtype=torch.float64)])
+    xr = fp.round_to_format(x, dtype)
+    keep = xr != 0
+    up = torch.nextafter(xr, torch.full_like(xr, math.inf))
+    spacing = (up.double() - xr.double())[keep].numpy()
+    assert np.array_equal(fp.ulp(xr.double()[keep], dtype), spacing)
+    assert fp.ulp(1.0, dtype) == torch.finfo(dtype).eps
+    assert fp.ulp(0.0, dtype) == fp.float_format(dtype).smallest_subnormal
+
+
+def test_error_measures() -> None:
+    assert fp.ulp_error([1 + 2.0**-9], [1.0], torch.float16).tolist() == [2.0]
+    assert fp.ulp_error([Fraction(1, 3)], [Fraction(1, 3)], torch.float32).tolist() == [0.0]
+    rel = fp.relative_error([1.5, 0.0, 1.0], [1.0, 0.0, 0.0])
+    assert rel.tolist() == [0.5, 0.0, math.inf]
+    with pytest.raises(ValueError, match="same length"):
+        fp.relative_error([1.0], [1.0, 2.0])
+
+
+# ------------------------------------------------------------------ the reference
+@pytest.mark.parametrize("seed", range(6))
+def test_reference_matches_slow_exact_backprop(seed) -> None:
+    net = _random_net([3, 5, 4][: 1 + seed % 3], seed)
+    xs = _rand_dyadics(5, 40, seed)
+    ref = fp.reference(net, xs, objective="mean_output")
+    values, grads = zip(*[_slow_backprop(net, x) for x in xs])
+    assert ref.values == list(values)
+    assert ref.values == st.net_exact(net, xs)
+    expected = [sum(col, Fraction(0)) / len(xs) for col in zip(*grads)]
+    assert ref.grad == expected
+    assert ref.loss == sum(values, Fraction(0)) / len(xs)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mse_reference_is_exact(seed) -> None:
+    net = _random_net([4, 4], 10 + seed)
+    xs = _rand_dyadics(6, 30, seed)
+    ys = [Fraction(1, 3), Fraction(-2, 7)] + _rand_dyadics(4, 20, seed + 1)  # non-dyadic targets
+    ref = fp.reference(net, xs, objective="mse", targets=ys)
+    values, grads = zip(*[_slow_backprop(net, x) for x in xs])
+    n = len(xs)
+    assert ref.loss == sum(((v - y) ** 2 for v, y in zip(values, ys)), Fraction(0)) / n
+    expected = [sum((2 * (v - y) * g for v, y, g in zip(values, ys, col)), Fraction(0)) / n
+                for col in zip(*grads)]
+    assert ref.grad == expected
+
+
+def test_reference_gradient_is_the_derivative() -> None:
+    """A central difference in exact arithmetic: N is piecewise polynomial in theta."""
+    net = _random_net([3, 3], 7)
+    xs = _rand_dyadics(4, 30, 3)
+    ref = fp.reference(net, xs, objective="mean_output")
+    rng = random.Random(1)
+    direction = [Fraction(rng.randint(-8, 8), 8) for _ in ref.grad]
+    t = Fraction(1, 2**40)
+
+    def mean_output(shift):
+        shifted = []
+        for (w, b), (dw, db) in _split(net, direction):
+            shifted.append(([[wi + shift * di for wi, di in zip(r, dr)] for r, dr in zip(w, dw)],
+                            [bi + shift * di for bi, di in zip(b, db)]))
+        total = Fraction(0)
+        for x in xs:
+            h = [Fraction(x)]
+            for k, (w, b) in enumerate(shifted):
+                h = [sum((wi * hi for wi, hi in zip(r, h)), bb) for r, bb in zip(w, b)]
+                if k < len(shifted) - 1:
+                    h = [v if v > 0 else Fraction(0) for v in h]
+            total += h[0]
+        return total / len(xs)
+
+    fd = (mean_output(t) - mean_output(-t)) / (2 * t)
+    exact = sum((g * d for g, d in zip(ref.grad, direction)), Fraction(0))
+    assert abs(fd - exact) < Fraction(1, 2**60)
+
+
+def _split(net, direction):
+    out, k = [], 0
+    for layer in net:
+        if isinstance(layer, nn.Linear):
+            w = [[Fraction(v) for v in r] for r in layer.weight.detach().double().tolist()]
+            b = [Fraction(v) for v in layer.bias.detach().double().tolist()]
+            nw = layer.weight.numel()
+            flat = direction[k:k + nw]
+            dw = [flat[i * layer.in_features:(i + 1) * layer.in_features] for i in range(layer.out_features)]
+            db = direction[k + nw:k + nw + layer.out_features]
+            k += nw + layer.out_features
+            out.append(((w, b), (dw, db)))
+    return out
+
+
+def test_mpmath_and_fraction_backends_agree_with_the_dyadic_one() -> None:
+    net = _random_net([4, 4, 4], 3)
+    xs = _rand_dyadics(8, 50, 5)
+    exact = fp.reference(net, xs, objective="mse", targets=[Fraction(1, 2)] * 8)
+    mp = fp.reference(net, xs, objective="mse", targets=[Fraction(1, 2)] * 8,
+                      arithmetic="mpmath", dps=60)
+    assert mp.arithmetic == "mpmath" and mp.dps == 60
+    with mpmath.workdps(100):
+        for a, b in zip(mp.grad + mp.values, exact.grad + exact.values):
+            assert abs(a - mpmath.mpf(b.numerator) / b.denominator) <= mpmath.mpf(10) ** -50 * (1 + abs(a))
+    # Non-dyadic inputs take the Fraction path; compare with mpmath at 80 digits.
+    thirds = [Fraction(1, 3), Fraction(2, 7), Fraction(5, 11)]
+    frac = fp.reference(net, thirds, objective="mean_output")
+    mp2 = fp.reference(net, thirds, objective="mean_output", arithmetic="mpmath", dps=80)
+    assert frac.values == st.net_exact(net, thirds)
+    with mpmath.workdps(100):
+        for a, b in zip(mp2.grad, frac.grad):
+            assert abs(a - mpmath.mpf(b.numerator) / b.denominator) <= mpmath.mpf(10) ** -70 * (1 + abs(a))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_float64_evaluation_is_close_to_the_reference(seed) -> None:
+    net = _random_net([8, 8, 8], 20 + seed)
+    xs = torch.rand(32, 1, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    ys = torch.sin(6 * xs)
+    rep = fp.compare(net, xs, torch.float64, objective="mse", targets=ys)
+    assert rep.forward_ulps <= 64 and rep.grad_rel < 1e-13
+    rep32 = fp.compare(net, xs, torch.float32, objective="mse", targets=ys)
+    assert 1e-9 < rep32.grad_rel < 1e-4 and rep32.forward_rel < 1e-4
+
+
+def test_sawtooth_at_format_inputs_has_no_forward_error() -> None:
+    """The hat map is exact in binary floating point (chapter 'Sawtooth constructions')."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(64, generator=gen, dtype=torch.float64)
+    for dtype in ALL:
+        xr = fp.round_to_format(x, dtype).double()
+        rows = fp.errors_by_depth(st.sawtooth_net, [1, 7, 15], xr, [dtype], objective="mean_output")
+        assert [r["forward_abs"] for r in rows] == [0.0, 0.0, 0.0]
+        assert all(r["format"] == fp.format_name(dtype) for r in rows)
+
+
+def test_single_point_sawtooth_gradient_is_exact_in_float64() -> None:
+    net = st.sawtooth_net(6)
+    for x in (Fraction(3, 10), Fraction(1, 2), Fraction(5, 16)):
+        xf = float(x)
+        ev = fp.evaluate(net, [xf], torch.float64, objective="mean_output")
+        ref = fp.reference(net, [xf], objective="mean_output")
+        assert [Fraction(v) for v in ev.grad.tolist()] == ref.grad
+
+
+def test_relu_prime_at_zero_decides_the_gradient_at_kinks() -> None:
+    net = st.sawtooth_net(4)
+    at_kink = fp.reference(net, [Fraction(1, 2)], objective="mean_output")
+    assert at_kink.kink_points.tolist() == [True] and at_kink.kinks >= 1
+    other = fp.reference(net, [Fraction(1, 2)], objective="mean_output", relu_prime_at_zero=1)
+    assert other.grad != at_kink.grad and other.values == at_kink.values
+    off = fp.reference(net, [Fraction(1, 3)], objective="mean_output")
+    assert off.kink_points.tolist() == [False] and off.kinks == 0
+    assert off.grad == fp.reference(net, [Fraction(1, 3)], objective="mean_output",
+                                    relu_prime_at_zero=1).grad
+    # the convention at the kink is what torch uses: relu'(0) = 0
+    ev = fp.evaluate(net, [0.5], torch.float64, objective="mean_output")
+    assert [Fraction(v) for v in ev.grad.tolist()] == at_kink.grad
+
+
+def test_preactivation_slopes() -> None:
+    xs = _rand_dyadics(40, 30, 2)
+    slopes = fp.preactivation_slopes(st.sawtooth_net(7), xs)
+    assert [s.tolist() for s in slopes] == [[2.0 ** l] * 3 for l in range(7)]
+    y = fp.preactivation_slopes(st.yarotsky_square_net(5), xs)
+    assert [s[1:].tolist() for s in y] == [[2.0 ** l] * 3 for l in range(5)]
+    assert all(1 <= s[0] < 2 for s in y)  # the accumulator f_{l-1}' = slope of the interpolant
+    net = _random_net([5, 5], 0)
+    slopes = fp.preactivation_slopes(net, xs)
+    w1 = net[0].weight.detach().abs().reshape(-1).numpy()
+    assert np.array_equal(slopes[0], w1)
+
+
+# ------------------------------------------------------------------ constructions
+def test_tent_net() -> None:
+    xs = [Fraction(k, 97) for k in range(98)]
+    half = fp.tent_net(5, 0.5)
+    assert st.net_exact(half, xs) == [st.sawtooth_exact(x, 5) for x in xs]
+    assert math.isclose(fp.tent_lyapunov(0.5), math.log(2))
+    assert fp.tent_lyapunov(0.3) < math.log(2)
+    a = 0.3
+    t = fp.tent_net(1, a)
+    for x in (0.1, 0.3, 0.5, 0.9, 1.2, -0.1):
+        expected = x / a if 0 <= x <= a else ((1 - x) / (1 - a) if a < x <= 1 else 0.0)
+        assert math.isclose(float(st.net_exact(t, x)), expected, rel_tol=1e-14, abs_tol=1e-15)
+    t16 = fp.tent_net(3, a, torch.float16)
+    assert all(p.dtype == torch.float16 for p in t16.parameters())
+    state = torch.random.get_rng_state()
+    fp.tent_net(4, a)
+    assert torch.equal(state, torch.random.get_rng_state())  # no random numbers drawn
+    for bad in (0.0, 1.0, 1.5, True, "0.3"):
+        with pytest.raises(ValueError, match="apex"):
+            fp.tent_net(2, bad)
+    with pytest.raises((TypeError, ValueError), match="depth"):
+        fp.tent_net(0, 0.3)
+
+
+# ------------------------------------------------------------------ argument checks
+def test_bad_arguments_raise_clearly() -> None:
+    net = st.sawtooth_net(2)
+    with pytest.raises(ValueError, match="objective"):
+        fp.reference(net, [0.3], objective="cross_entropy")
+    with pytest.raises(ValueError, match="targets"):
+        fp.reference(net, [0.3], objective="mse")
+    with pytest.raises(ValueError, match="targets"):
+        fp.evaluate(net, [0.3, 0.4], torch.float32, objective="mse", targets=[0.1])
+    with pytest.raises(ValueError, match="dps"):
+        fp.reference(net, [0.3], objective="mean_output", arithmetic="mpmath", dps=5)
+    with pytest.raises(ValueError, match="arithmetic"):
+        fp.reference(net, [0.3], objective="mean_output", arithmetic="interval")
+    with pytest.raises(ValueError, match="relu_prime_at_zero"):
+        fp.reference(net, [0.3], objective="mean_output", relu_prime_at_zero=2)
+    with pytest.raises(ValueError, match="at least one"):
+        fp.reference(net, [], objective="mean_output")
+    with pytest.raises(TypeError, match="Tanh"):
+        fp.reference(nn.Sequential(nn.Linear(1, 2), nn.Tanh(), nn.Linear(2, 1)), [0.3],
+                     objective="mean_output")
+    with pytest.raises(ValueError, match="scalar"):
+        fp.reference(nn.Sequential(nn.Linear(2, 1)), [0.3], objective="mean_output")
+    with pytest.raises(TypeError, match="nn.Sequential"):
+        fp.evaluate(nn.Linear(1, 1), [0.3], torch.float32, objective="mean_output")
+
+
+# ------------------------------------------------------------------ sawtooth orbits, crossings
+def test_kink_depth_is_minus_log2_of_the_smallest_subnormal() -> None:
+    assert [fp.kink_depth(d) for d in ALL] == [24, 133, 149, 1074]
+    for d in ALL:
+        info = torch.finfo(d)
+        assert 2.0 ** -fp.kink_depth(d) == info.tiny * info.eps
+
+
+def test_float16_sawtooth_dies_at_depth_q_plus_one() -> None:
+    """Exhaustive over the float16 numbers in [0, 1] (lemma 'float orbits die')."""
+    bits = torch.arange(0, 2**15, dtype=torch.int32).to(torch.int16)
+    v = bits.view(torch.float16)
+    v = v[(v >= 0) & (v <= 1)]
+    q = fp.kink_depth(torch.float16)
+    assert torch.all(st.sawtooth(v, q + 1) == 0)
+    assert torch.any(st.sawtooth(v, q) != 0)
+
+
+def test_sawtooth_orbits() -> None:
+    xs = fp.random_reals(200, seed=3)
+    for dtype in ALL:
+        o = fp.sawtooth_orbits(xs, 30, dtype)
+        assert o.float_exact and o.errors.shape == (30, 200)
+        assert np.all(o.errors <= o.amplified) and np.all(o.errors <= 1)
+        p = fp.float_format(dtype).precision
+        # far from saturation the error is exactly the amplified rounding error
+        k = min(p - 6, 30)
+        assert np.array_equal(o.errors[:k], o.amplified[:k])
+        share = o.kink_share()
+        assert np.all(np.diff(share) >= 0)
+    # exact values at a few points, checked independently
+    x = [Fraction(5, 16), Fraction(1, 2)]  # 5/16 -> 5/8 -> 3/4 -> 1/2: a kink at layer 4
+    o = fp.sawtooth_orbits(x, 4, torch.float64)
+    assert o.errors.max() == 0 and o.first_kink.tolist() == [4, 1]
+    assert np.array_equal(o.kink_share(), [0.5, 0.5, 0.5, 1.0])
+    with pytest.raises(ValueError, match="dyadic"):
+        fp.sawtooth_orbits([Fraction(1, 3)], 2, torch.float32)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fp.sawtooth_orbits([1.5], 2, torch.float32)
+    with pytest.raises((TypeError, ValueError), match="max_depth"):
+        fp.sawtooth_orbits([0.5], 0, torch.float32)
+
+
+def test_random_reals() -> None:
+    a = fp.random_reals(5, seed=1)
+    assert a == fp.random_reals(5, seed=1) and a != fp.random_reals(5, seed=2)
+    assert all(0 <= v < 1 and v.denominator <= 2**96 for v in a)
+    assert fp.random_reals(3, seed=0, bits=4)[0].denominator <= 16
+    with pytest.raises(ValueError, match="seed"):
+        fp.random_reals(3, seed=-1)
+
+
+def test_absolute_error() -> None:
+    assert fp.absolute_error([0.5, math.inf], [Fraction(1, 3), 0]).tolist() == [
+        float(Fraction(1, 2) - Fraction(1, 3)), math.inf]
+
+
+@given(hs.lists(hs.fractions(min_value=-2, max_value=2, max_denominator=64), min_size=2, max_size=8),
+       hs.fractions(min_value=-2, max_value=2, max_denominator=16),
+       hs.fractions(min_value=Fraction(1, 32), max_value=4, max_denominator=32))
+def test_expected_crossings_exact_and_bounded(values, center, width) -> None:
+    e = fp.expected_crossings(values, center, width)
+    assert 0 <= e <= fp.total_variation(values) / width
+    # brute force: average of the exact crossing count over a fine grid of levels
+    lo = center - width / 2
+    n = 256
+    grid = [lo + width * Fraction(2 * k + 1, 2 * n) for k in range(n)]
+    brute = Fraction(sum(sum(1 for a, c in zip(values, values[1:]) if min(a, c) < b < max(a, c))
+                         for b in grid), n)
+    # midpoint rule on a step function with at most 2 len(values) jumps
+    assert abs(brute - e) <= Fraction(2 * len(values), n)
+
+
+def test_total_variation_and_crossings_of_the_sawtooth() -> None:
+    knots = [Fraction(k, 16) for k in range(17)]
+    values = [st.sawtooth_exact(t, 4) for t in knots]
+    assert fp.total_variation(values) == 16
+    assert fp.expected_crossings(values, Fraction(1, 2), Fraction(1, 10)) == 16
+    assert fp.expected_crossings(values, Fraction(1, 2), 2) == 8   # half the levels miss [0, 1]
+    with pytest.raises(ValueError, match="width"):
+        fp.expected_crossings(values, 0, 0)
+    with pytest.raises(ValueError, match="2 points"):
+        fp.total_variation([1])
+
+
+def test_collapse_level() -> None:
+    levels = [1e-3, 1e-2, 1e-1, 1.0]
+    assert fp.collapse_level(levels, [1.0, 0.9, 0.3, 0.1]) == pytest.approx(10 ** (-2 + 0.4 / 0.6))
+    assert fp.collapse_level(levels, [1.0, 1.0, 0.9, 0.6]) == math.inf
+    assert fp.collapse_level(levels, [0.2, 0.1, 0.1, 0.1]) == 1e-3
+    with pytest.raises(ValueError, match="increasing"):
+        fp.collapse_level([1.0, 0.1], [1.0, 0.5])
+    with pytest.raises(ValueError, match="same length"):
+        fp.collapse_level([0.1, 1.0], [1.0])
+
+
+def test_piece_hooks_count_exactly_during_gd() -> None:
+    from lib import pieces, train
+
+    net = st.sawtooth_net(4)
+    x = torch.rand(32, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    hooks = fp.piece_hooks(2.0**-4 / 8)
+    run = train.gd(net, lambda o, y: ((o - y) ** 2).mean(), x, st.sawtooth(x, 4), lr=1e-6,
+                   steps=3, hooks=hooks)
+    assert run.history["pieces"].tolist() == [16] * 4 and run.history["visible"].tolist() == [16] * 4
+    pert = pieces.perturbed_net(net, 1e-3, seed=0)
+    assert hooks["pieces"](pert, 0) == pieces.count_pieces(pert)  # no stale cache across models
+    for dtype in (torch.float16, torch.bfloat16):
+        assert hooks["pieces"](fp.to_format(net, dtype), 0) == 16
+    with pytest.raises(ValueError, match="min_width"):
+        fp.piece_hooks(-1.0)
