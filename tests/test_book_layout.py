@@ -88,3 +88,40 @@ def test_every_citation_key_exists() -> None:
         for group in re.findall(r"\{cite[a-z:]*\}`([^`]+)`", page.read_text()):
             for key in group.split(","):
                 assert key.strip() in known, f"{page.name}: unknown citation {key.strip()}"
+
+
+def _chapter_notebooks() -> list[Path]:
+    return [p for p in sorted((ROOT / "book").glob("*.md")) if is_myst_notebook(p)]
+
+
+def test_what_we_verified_comes_from_the_ledger() -> None:
+    """Under "## What we verified" no hand-written table row remains: the table is the
+    chapter's ledger (``ledger.table()``), whose verdicts are computed."""
+    with_tables = 0
+    for path in _chapter_notebooks():
+        text = path.read_text(encoding="utf-8")
+        if "## What we verified" not in text:
+            continue
+        with_tables += 1
+        section = text.split("## What we verified", 1)[1].split("\n## ", 1)[0]
+        rows = [line for line in section.splitlines() if line.lstrip().startswith("|")]
+        assert not rows, f"{path.name}: hand-written table rows under 'What we verified'"
+        assert "ledger.table()" in section, f"{path.name}: no ledger.table() cell"
+        assert 'Ledger("' + path.stem + '")' in text, f"{path.name}: no Ledger({path.stem!r})"
+    assert with_tables >= 6
+
+
+def test_no_page_cites_the_working_digest() -> None:
+    for path in sorted((ROOT / "book").glob("*.md")):
+        assert "papers.md" not in path.read_text(encoding="utf-8"), path.name
+
+
+def test_claim_ids_are_unique_in_the_book() -> None:
+    import re
+
+    seen: dict[str, str] = {}
+    pattern = re.compile(r"""ledger\.(?:record|not_testable)\(\s*["']([a-z0-9-]+)["']""")
+    for path in _chapter_notebooks():
+        for claim_id in pattern.findall(path.read_text(encoding="utf-8")):
+            assert claim_id not in seen, f"{claim_id} in {seen.get(claim_id)} and {path.name}"
+            seen[claim_id] = path.name

@@ -226,3 +226,13 @@ def test_format_value():
     assert claims.format_value(1.5e-8) == "1.50e-8"
     assert claims.format_value(list(range(10))) == "0 to 9 (10 values)"
     assert claims.format_value([1, 2]) == "1, 2"
+
+
+def test_non_strict_mode_records_the_differing_verdict(monkeypatch):
+    monkeypatch.setenv(claims.STRICT_ENV, "0")
+    ledger = Ledger("sawtooth")
+    c = record(ledger, "saw-a", 2.0)  # expected holds, computed fails: recorded, no raise
+    assert c.verdict == "fails" and c.as_json()["expected"] == "holds"
+    monkeypatch.setenv(claims.STRICT_ENV, "1")
+    with pytest.raises(VerdictMismatch):
+        record(ledger, "saw-b", 2.0)

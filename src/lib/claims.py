@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -70,6 +71,16 @@ GLUE_KEY = "claims-ledger"
 TEXT_MIME = "text/plain"
 
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+#: ``BOOK_CLAIMS_STRICT=0`` records a verdict that differs from the expected one instead of
+#: raising (the paper-scale record, :mod:`lib.record`, runs that way so that one changed
+#: verdict does not hide the others).  The book build and the tests are always strict.
+STRICT_ENV = "BOOK_CLAIMS_STRICT"
+
+
+def strict() -> bool:
+    """Whether a verdict that differs from the expected one raises (the default)."""
+    return os.environ.get(STRICT_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
 
 
 class VerdictMismatch(AssertionError):
@@ -350,6 +361,7 @@ class Claim:
             "measured": measured,
             "criterion": criterion,
             "verdict": self.verdict,
+            "expected": self.expected,
             "loose": self.loose,
             "note": self.note,
         }
@@ -478,7 +490,7 @@ class Ledger:
             note=note,
             detail=detail,
         )
-        if verdict != expect:
+        if verdict != expect and strict():
             raise VerdictMismatch(_mismatch_message(entry))
         self.claims[claim_id] = entry
         return entry

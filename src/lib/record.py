@@ -1,0 +1,206 @@
+"""The paper-scale record: run chapters at a profile and commit their ledger.
+
+``python -m lib.record`` executes every chapter of the book (or the chapters named on the
+command line) at ``BOOK_PROFILE=paper`` in a kernel of the current environment, reads each
+chapter's ledger back (:func:`lib.claims.ledger_from_notebook`) and writes
+``results/paper/claims.json`` with its provenance: for the record its commit and date, and
+for each chapter the commit, date, hardware, run time and status.  Chapters not run keep
+their previous entries, so the record can be filled one chapter at a time.
+
+The chapters run with ``BOOK_CLAIMS_STRICT=0``: a verdict that differs from the one the
+chapter expects is recorded (the report flags it) instead of stopping the chapter.  A
+chapter that fails for another reason (an ``assert``, an error) is recorded with status
+``error`` and the claims it recorded before; the command then exits with status 1.
+
+The reproduction report of the book (:mod:`lib.report`) shows this record's verdicts beside
+the build's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from lib import claims as _claims
+from lib.config import PROFILE_ENV, PROFILES, PROGRESS_ENV
+from lib.report import BOOK_TITLE, PAPER_RECORD, git_commit, hardware, load_record, now
+
+#: Chapters in reading order (the pages of ``_toc.yml`` that are notebooks).
+DEFAULT_TOC = Path("_toc.yml")
+
+
+def toc_chapters(root: Path | str = ".") -> list[Path]:
+    """The notebook chapters listed in ``_toc.yml`` under ``root``, in reading order."""
+    root = Path(root)
+    toc = (root / DEFAULT_TOC).read_text(encoding="utf-8")
+    pages = []
+    for line in toc.splitlines():
+        line = line.strip().lstrip("-").strip()
+        for key in ("file:", "root:"):
+            if line.startswith(key):
+                pages.append(line[len(key):].strip())
+    out = []
+    for page in pages:
+        path = root / f"{page}.md"
+        if path.is_file() and _is_notebook(path):
+            out.append(path)
+    return out
+
+
+def _is_notebook(path: Path) -> bool:
+    text = path.read_text(encoding="utf-8")
+    end = text.find("\n---", 3)
+    return text.startswith("---") and "kernelspec:" in text[3:end]
+
+
+@contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _kernel_manager() -> Any:
+    """A kernel manager that starts ipykernel in *this* Python (not a user kernelspec)."""
+    import ipykernel.kernelspec
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    class CurrentEnv(KernelSpecManager):
+        def get_kernel_spec(self, kernel_name: str) -> Any:
+            return self.kernel_spec_class(
+                resource_dir=ipykernel.kernelspec.RESOURCES,
+                **ipykernel.kernelspec.get_kernel_dict(),
+            )
+
+    return KernelManager(kernel_name="python3", kernel_spec_manager=CurrentEnv())
+
+
+def run_chapter(path: Path | str, profile: str, timeout: int = 7200) -> dict[str, Any]:
+    """Execute one chapter at ``profile``; return its ledger, run time, status and error."""
+    import jupytext
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"chapter {path} does not exist")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    notebook = jupytext.read(path, fmt="md:myst")
+    status, error = "ok", ""
+    start = time.perf_counter()
+    with _environ(**{PROFILE_ENV: profile, PROGRESS_ENV: "0", _claims.STRICT_ENV: "0"}):
+        km = _kernel_manager()
+        client = NotebookClient(
+            notebook, km=km, timeout=timeout, allow_errors=False,
+            resources={"metadata": {"path": str(path.parent.resolve())}},
+        )
+        try:
+            client.execute()
+        except CellExecutionError as exc:
+            status, error = "error", str(exc).strip().splitlines()[-1][:500]
+        finally:
+            if km.has_kernel:
+                km.shutdown_kernel(now=False)
+    runtime = time.perf_counter() - start
+    ledger = _claims.ledger_from_notebook(notebook)
+    if ledger is None and status == "ok":
+        status, error = "no ledger", "the chapter published no ledger (no ledger.table() cell)"
+    return {
+        "chapter": path.stem,
+        "ledger": ledger,
+        "runtime_s": round(runtime, 1),
+        "status": status,
+        "error": error,
+    }
+
+
+def merge(
+    record: dict[str, Any] | None,
+    runs: Sequence[dict[str, Any]],
+    *,
+    profile: str,
+    commit: str,
+    created: str,
+    machine: str,
+) -> dict[str, Any]:
+    """The record with the chapters of ``runs`` replaced (claims and provenance)."""
+    if record is None:
+        record = {"book": BOOK_TITLE, "profile": profile, "claims": [], "chapters": {}}
+    if record.get("profile", profile) != profile:
+        raise ValueError(f"the record is of profile {record['profile']!r}, not {profile!r}")
+    done = {run["chapter"] for run in runs}
+    kept = [c for c in record.get("claims", []) if c["chapter"] not in done]
+    chapters = {k: v for k, v in record.get("chapters", {}).items() if k not in done}
+    new = []
+    for run in runs:
+        ledger = run["ledger"] or {"claims": []}
+        new.extend(ledger["claims"])
+        chapters[run["chapter"]] = {
+            "commit": commit, "date": created, "hardware": machine,
+            "runtime_s": run["runtime_s"], "status": run["status"], "error": run["error"],
+            "claims": len(ledger["claims"]),
+        }
+    all_claims = kept + new
+    _claims.check_unique(all_claims)
+    return {
+        "book": BOOK_TITLE,
+        "profile": profile,
+        "commit": commit,
+        "created": created,
+        "chapters": chapters,
+        "claims": all_claims,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lib.record", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("chapters", nargs="*", help="chapter files (default: every chapter)")
+    parser.add_argument("--profile", default="paper", choices=PROFILES)
+    parser.add_argument("--out", default=None, help=f"default: results/<profile>/claims.json")
+    parser.add_argument("--timeout", type=int, default=7200, help="seconds per cell")
+    args = parser.parse_args(argv)
+    root = Path.cwd()
+    chapters = [Path(c) for c in args.chapters] or toc_chapters(root)
+    if not chapters:
+        parser.error("no chapters to run (run from the repository's root)")
+    out = Path(args.out) if args.out else PAPER_RECORD.parent.parent / args.profile / "claims.json"
+    commit, machine = git_commit(root), hardware()
+    runs = []
+    for chapter in chapters:
+        print(f"[lib.record] {chapter} at profile {args.profile} ...", flush=True)
+        run = run_chapter(chapter, args.profile, timeout=args.timeout)
+        n = len(run["ledger"]["claims"]) if run["ledger"] else 0
+        print(f"[lib.record] {chapter}: {run['status']}, {n} claims, {run['runtime_s']:.0f} s"
+              + (f": {run['error']}" if run["error"] else ""), flush=True)
+        runs.append(run)
+    record = merge(load_record(out), runs, profile=args.profile, commit=commit, created=now(),
+                   machine=machine)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    differing = [c["id"] for c in record["claims"] if c.get("expected") not in (None, c["verdict"])]
+    print(f"[lib.record] wrote {out}: {len(record['claims'])} claims"
+          + (f"; verdicts that differ from the expected ones: {', '.join(differing)}"
+             if differing else ""))
+    return 0 if all(r["status"] == "ok" for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
