@@ -226,6 +226,13 @@ def test_format_value():
     assert claims.format_value(1.5e-8) == "1.50e-8"
     assert claims.format_value(list(range(10))) == "0 to 9 (10 values)"
     assert claims.format_value([1, 2]) == "1, 2"
+    assert claims.format_value(2016.4) == "2016"
+    assert claims.format_value(99999.0) == "99999"
+    assert claims.format_value(123456.0) == "1.23e5"
+
+
+def test_cells_keep_latex_norms_and_escape_pipes():
+    assert claims._cell(r"$\|f\| \le 1$ | x") == r"$\Vert f\Vert  \le 1$ \| x"
 
 
 def test_non_strict_mode_records_the_differing_verdict(monkeypatch):

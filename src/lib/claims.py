@@ -305,6 +305,8 @@ def format_value(value: Any) -> str:
         if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
             mant, exp = f"{v:.2e}".split("e")
             return f"{mant}e{int(exp)}"
+        if abs(v) >= 1e3:
+            return f"{v:.0f}"
         return f"{v:.3g}"
 
     if isinstance(value, list):
@@ -597,7 +599,10 @@ def _mismatch_message(c: Claim) -> str:
 
 
 def _cell(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """One table cell: a line, with its pipes escaped (a LaTeX norm ``\\|`` becomes
+    ``\\Vert``, which survives the table parser)."""
+    text = " ".join(str(text).split()).replace("\\|", "\\Vert ")
+    return text.replace("|", "\\|")
 
 
 def render_source(source: Sequence[str], refs: Sequence[str] = ()) -> str:
