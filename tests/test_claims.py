@@ -243,3 +243,13 @@ def test_non_strict_mode_records_the_differing_verdict(monkeypatch):
     monkeypatch.setenv(claims.STRICT_ENV, "1")
     with pytest.raises(VerdictMismatch):
         record(ledger, "saw-b", 2.0)
+
+
+def test_consistency_checks_are_marked():
+    ledger = Ledger("sawtooth")
+    c = record(ledger, "saw-a", 1.0, consistency=True)
+    assert c.as_json()["consistency"] is True
+    assert "(consistency check)" in ledger.markdown()
+    assert record(ledger, "saw-b", 1.0).as_json()["consistency"] is False
+    with pytest.raises(TypeError, match="consistency"):
+        record(ledger, "saw-c", 1.0, consistency="yes")

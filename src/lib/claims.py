@@ -342,6 +342,7 @@ class Claim:
     loose: bool
     note: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+    consistency: bool = False
 
     def as_json(self) -> dict[str, Any]:
         measured = {
@@ -365,6 +366,7 @@ class Claim:
             "verdict": self.verdict,
             "expected": self.expected,
             "loose": self.loose,
+            "consistency": self.consistency,
             "note": self.note,
         }
         if self.detail.get("vacuous_orders") is not None:
@@ -450,13 +452,16 @@ class Ledger:
         expect: str,
         refs: str | Sequence[str] = (),
         note: str = "",
+        consistency: bool = False,
     ) -> Claim:
         """Record a claim, compute its verdict and check it against ``expect``.
 
         ``source``: ``"ours"`` or a list of bibtex keys.  ``measured``: named numbers or
         flat lists of numbers (numpy/torch scalars and arrays are converted).  ``refs``:
         labels of the theorem/lemma/figure blocks the claim rests on.  ``note``: a short
-        remark shown with the verdict (scope, what the check cannot see).  Raises
+        remark shown with the verdict (scope, what the check cannot see).
+        ``consistency=True`` marks a claim that rests on a proof, which the computation can
+        only check for consistency (the table shows it beside the verdict).  Raises
         :class:`VerdictMismatch` when the computed verdict is not ``expect``.
         """
         claim_id = self._check_id(claim_id)
@@ -475,6 +480,8 @@ class Ledger:
             raise ValueError("expect='vacuous' needs an Interval with vacuous_above")
         if not isinstance(note, str):
             raise TypeError("note must be a string")
+        if not isinstance(consistency, bool):
+            raise TypeError("consistency must be a bool")
         values = _normalise_measured(measured)
         verdict, detail = criterion.evaluate(values)
         loose = criterion.loose
@@ -491,6 +498,7 @@ class Ledger:
             loose=loose,
             note=note,
             detail=detail,
+            consistency=consistency,
         )
         if verdict != expect and strict():
             raise VerdictMismatch(_mismatch_message(entry))
@@ -617,6 +625,8 @@ def render_verdict(entry: Mapping[str, Any]) -> str:
     text = f"**{verdict}**"
     if verdict == "vacuous" and entry.get("vacuous_orders") is not None:
         text += f" ({entry['vacuous_orders']:.1f} orders)"
+    if entry.get("consistency"):
+        text += " (consistency check)"
     if entry.get("loose"):
         text += " (loose)"
     return text

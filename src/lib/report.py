@@ -225,7 +225,9 @@ def report_markdown(
         f"{len({c['chapter'] for c in allc})} chapters: "
         + ", ".join(f"{n} {v}" for v, n in counts.items())
         + f". {len(loose)} checks are loose (a window wider than a factor "
-        f"{_claims.LOOSE_FACTOR:g}, or a weak predicate)."
+        f"{_claims.LOOSE_FACTOR:g}, or a weak predicate); "
+        f"{sum(1 for c in allc if c.get('consistency'))} claims rest on a proof that the "
+        "computation only checks for consistency."
         + (f" The whole ledger: {claims_link}." if claims_link else "")
         + "\n"
     )
@@ -261,6 +263,8 @@ def report_markdown(
             flags = []
             if c.get("loose"):
                 flags.append("loose")
+            if c.get("consistency"):
+                flags.append("consistency check")
             if c["id"] in differs:
                 flags.append("**differs at paper scale**")
             elif paper is not None and c["id"] not in paper_by_id:
