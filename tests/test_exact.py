@@ -8,7 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as hs
 from torch import nn
 
@@ -130,3 +130,30 @@ def test_exact_weights_read_every_format(dtype) -> None:
         lin.weight[0, 0] = float("nan")
     with pytest.raises(ValueError, match=r"net\[0\] has non-finite"):
         E.exact_weights(list(net))
+
+
+# ------------------------------------------------------------------ exact signs of float expressions
+finite = hs.floats(allow_nan=False, allow_infinity=False, width=64).filter(lambda v: abs(v) < 1e150)
+
+
+@settings(max_examples=300, deadline=None)
+@given(finite, finite, finite, finite)
+def test_exact_sign_predicate(a: float, b: float, c: float, d: float) -> None:
+    exact = Fraction(a) * Fraction(b) + Fraction(c) * Fraction(d)
+    got = E.sign_of_products(*(np.array([v]) for v in (a, b, c, d)))[0]
+    assert got == (exact > 0) - (exact < 0)
+    # the cancelling case c d = -a b exactly
+    got0 = E.sign_of_products(*(np.array([v]) for v in (a, b, -a, b)))[0]
+    assert got0 == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(hs.integers(-2**52, 2**52), hs.integers(-2**52, 2**52), hs.integers(-2**52, 2**52),
+       hs.integers(-60, 60))
+def test_exact_sign_predicate_near_cancellation(p: int, q: int, r: int, k: int) -> None:
+    # a b + c d with a b and c d agreeing to about 100 bits
+    a, b = float(p) * 2.0**k, float(q)
+    c, d = -a, b + float(r) * 2.0**-60 if b else 1.0
+    exact = Fraction(a) * Fraction(b) + Fraction(c) * Fraction(d)
+    got = E.sign_of_products(*(np.array([v]) for v in (a, b, c, d)))[0]
+    assert got == (exact > 0) - (exact < 0)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +40,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from lib import hessian
 from lib.config import progress
+from lib.pieces import piece_widths
 from lib.seeding import check_seed, torch_generator
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -289,8 +292,6 @@ class SharpnessHook:
                  inputs: torch.Tensor, targets: torch.Tensor, *, every: int = 1, k: int = 1,
                  tol: float | None = None, max_iter: int | None = None, seed: int = 0,
                  method: str | None = None, warm_start: bool = True) -> None:
-        from lib import hessian
-
         if not callable(loss_fn):
             raise TypeError("loss_fn must be callable")
         for name, tensor in (("inputs", inputs), ("targets", targets)):
@@ -333,10 +334,6 @@ class SharpnessHook:
                  theta: torch.Tensor | np.ndarray | None = None) -> Any:
         """The sharpness of ``model`` (at the flat parameters ``theta`` if given), recorded
         under ``step``; always computed (no ``every`` test)."""
-        import time
-
-        from lib import hessian
-
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("model has no trainable parameters (requires_grad=True)")
@@ -476,6 +473,28 @@ def edge_statistics(steps: Any, sharpness: Any, lr: float, *, after: int = 0) ->
         out.update({"mean": float(window.mean()), "std": float(window.std()),
                     "min": float(window.min()), "max": float(window.max())})
     return out
+
+
+def piece_hooks(min_width: float, interval: Any = (0.0, 1.0)) -> dict[str, Hook]:
+    """Hooks for :func:`gd`: ``"pieces"`` (the exact count of :func:`lib.pieces.count_pieces`)
+    and ``"visible"`` (pieces wider than ``min_width``, :func:`lib.pieces.piece_widths`) of the
+    trained network on ``interval``, one piece analysis per recorded step."""
+    if not (isinstance(min_width, (int, float)) and not isinstance(min_width, bool)
+            and math.isfinite(min_width) and min_width >= 0):
+        raise ValueError(f"min_width must be a finite number >= 0, got {min_width!r}")
+    cache: dict[tuple[int, int, bytes], np.ndarray] = {}
+
+    def widths(model: nn.Module, step: int) -> np.ndarray:
+        state = b"".join(p.detach().to("cpu", torch.float64).numpy().tobytes()
+                         for p in model.parameters())
+        key = (id(model), step, state)
+        if key not in cache:
+            cache.clear()
+            cache[key] = piece_widths(model, interval)
+        return cache[key]
+
+    return {"pieces": lambda m, s: int(widths(m, s).size),
+            "visible": lambda m, s: int((widths(m, s) > min_width).sum())}
 
 
 class ParameterHook:
