@@ -176,19 +176,9 @@ def _losses(flat: FlatLoss, rows: np.ndarray, counter: dict[str, int]) -> np.nda
 
 
 # ----------------------------------------------------------------------------- the flow
-def gradient_flow(
-    model: nn.Module,
-    loss_fn: LossFn,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    times: Any,
-    rtol: float = 1e-10,
-    atol: float = 1e-12,
-    method: str = "DOP853",
-    *,
-    max_evals: int | None = None,
-    record_loss: bool = True,
-) -> Trajectory:
+def gradient_flow(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor,
+                  times: Any, rtol: float = 1e-10, atol: float = 1e-12, method: str = "DOP853",
+                  *, max_evals: int | None = None, record_loss: bool = True) -> Trajectory:
     """The gradient flow ``theta' = -grad L(theta)``, ``theta(0)`` = the model's parameters,
     where ``L = loss_fn(model(inputs), targets)``, at the given ``times``.
 
@@ -221,25 +211,31 @@ def gradient_flow(
             raise _Budget
         return field(tt, y)
 
-    t_end = float(t[-1])
-    if t_end == 0.0:
-        rows = np.repeat(y0[None, :], len(t), axis=0)
-        sol_info: dict[str, Any] = {"nfev": 0, "status": 0, "message": "t_end = 0"}
-    else:
-        try:
-            sol = solve_ivp(fun, (0.0, t_end), y0, method=method, t_eval=t, rtol=rtol,
-                            atol=atol)
-        except _Budget:
-            raise RuntimeError(f"gradient_flow ({method}, rtol={rtol:g}) needed more than "
-                               f"max_evals={max_evals} gradient evaluations before t={t_end:g}") from None
-        if sol.status != 0:
-            raise RuntimeError(f"solve_ivp ({method}) failed: {sol.message}")
-        rows = sol.y.T.copy()
-        sol_info = {"nfev": int(sol.nfev), "njev": int(sol.njev), "nlu": int(sol.nlu),
-                    "status": int(sol.status), "message": sol.message}
+    try:
+        rows, sol = _integrate(fun, y0, t, method, rtol, atol)
+    except _Budget:
+        raise RuntimeError(f"gradient_flow ({method}, rtol={rtol:g}) needed more than "
+                           f"max_evals={max_evals} gradient evaluations before "
+                           f"t={float(t[-1]):g}") from None
+    sol_info: dict[str, Any] = ({"nfev": 0, "status": 0, "message": "t_end = 0"} if sol is None
+                                else {"nfev": int(sol.nfev), "njev": int(sol.njev),
+                                      "nlu": int(sol.nlu), "status": int(sol.status),
+                                      "message": sol.message})
     loss = _losses(flat, rows, counter) if record_loss else np.full(len(t), np.nan)
     info = {"method": method, "rtol": rtol, "atol": atol, "dtype": str(flat.dtype), **sol_info}
     return Trajectory(rows, times=t, loss=loss, n_grad_evals=counter["grad"], info=info)
+
+
+def _integrate(fun: Callable[[float, np.ndarray], np.ndarray], z0: np.ndarray, t: np.ndarray,
+               method: str, rtol: float, atol: float) -> tuple[np.ndarray, Any]:
+    """``z' = fun(t, z)``, ``z(0) = z0`` by ``solve_ivp`` from 0 to ``t[-1]``: the rows at
+    ``t`` (a copy) and the solver's result (``None`` when ``t[-1] = 0``: the start repeated)."""
+    if t[-1] == 0.0:
+        return np.repeat(z0[None, :], len(t), axis=0), None
+    sol = solve_ivp(fun, (0.0, float(t[-1])), z0, method=method, t_eval=t, rtol=rtol, atol=atol)
+    if sol.status != 0:
+        raise RuntimeError(f"solve_ivp ({method}) failed: {sol.message}")
+    return sol.y.T.copy(), sol
 
 
 def fixed_step_flow(
@@ -403,16 +399,9 @@ class GapPrediction:
         return check_positive(eta, "eta") * np.linalg.norm(self.C, axis=1)
 
 
-def first_order_gap(
-    model: nn.Module,
-    loss_fn: LossFn,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    times: Any,
-    rtol: float = 1e-10,
-    atol: float = 1e-12,
-    method: str = "DOP853",
-) -> GapPrediction:
+def first_order_gap(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                    targets: torch.Tensor, times: Any, rtol: float = 1e-10, atol: float = 1e-12,
+                    method: str = "DOP853") -> GapPrediction:
     """The first-order term of the GD-flow gap, ``theta_GD(k eta) - theta(k eta) = eta C(k eta)
     + O(eta^2)``.
 
@@ -443,17 +432,8 @@ def first_order_gap(
             raise NonFiniteLossError(f"non-finite loss or gradient at flow time t={tt:.6g}")
         return out
 
-    z0 = np.concatenate([y0, np.zeros(P)])
-    if t[-1] == 0.0:
-        Z = np.repeat(z0[None, :], len(t), axis=0)
-        sol_info: dict[str, Any] = {"nfev": 0}
-    else:
-        sol = solve_ivp(fun, (0.0, float(t[-1])), z0, method=method, t_eval=t, rtol=rtol,
-                        atol=atol)
-        if sol.status != 0:
-            raise RuntimeError(f"solve_ivp ({method}) failed: {sol.message}")
-        Z = sol.y.T
-        sol_info = {"nfev": int(sol.nfev)}
+    Z, sol = _integrate(fun, np.concatenate([y0, np.zeros(P)]), t, method, rtol, atol)
+    sol_info = {"nfev": 0 if sol is None else int(sol.nfev)}
     rows = Z[:, :P].copy()
     loss = _losses(flat, rows, counter)
     info = {"method": method, "rtol": rtol, "atol": atol, **sol_info}

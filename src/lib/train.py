@@ -99,6 +99,30 @@ def _check_args(lr: float, steps: int, record_every: int, noise: float, noise_on
         check_dtype(dtype)
 
 
+def _check_hooks(hooks: Mapping[str, Hook] | None) -> dict[str, Hook]:
+    hooks = dict(hooks or {})
+    reserved = {"step", "loss"}
+    if reserved & hooks.keys() or any(k.startswith("update/") for k in hooks):
+        raise ValueError(f"hook names must not be {sorted(reserved)} or start with 'update/'")
+    return hooks
+
+
+def _training_copy(model: nn.Module, dtype: Any, inputs: torch.Tensor, targets: torch.Tensor
+                   ) -> tuple[nn.Module, list[tuple[str, torch.Tensor]], torch.Tensor, torch.Tensor]:
+    """A copy of ``model`` in ``dtype`` (``None``: its own), its trained parameters, and the
+    inputs and (float) targets in their dtype and on their device."""
+    net = copy.deepcopy(model)
+    if dtype is not None:
+        net = net.to(check_dtype(dtype))
+    params = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters (requires_grad=True)")
+    dtype, device = params[0][1].dtype, params[0][1].device
+    x = inputs.to(device=device, dtype=dtype)
+    y = targets.to(device=device, dtype=dtype) if targets.is_floating_point() else targets.to(device)
+    return net, params, x, y
+
+
 def _check_problem(model: Any, loss_fn: Any, inputs: Any, targets: Any) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -179,21 +203,9 @@ def gd(
         raise ValueError("inputs must contain at least one sample")
     _check_args(lr, steps, record_every, noise, noise_on, weight_decay, lastbit_k, dtype)
     seed = check_seed(seed)
-    hooks = dict(hooks or {})
-    reserved = {"step", "loss"}
-    if reserved & hooks.keys() or any(k.startswith("update/") for k in hooks):
-        raise ValueError(f"hook names must not be {sorted(reserved)} or start with 'update/'")
-
-    net = copy.deepcopy(model)
-    if dtype is not None:
-        net = net.to(check_dtype(dtype))
-    params = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("model has no trainable parameters (requires_grad=True)")
-    work_dtype = params[0][1].dtype
-    device = params[0][1].device
-    x = inputs.to(device=device, dtype=work_dtype)
-    y = targets.to(device=device, dtype=work_dtype) if targets.is_floating_point() else targets.to(device)
+    hooks = _check_hooks(hooks)
+    net, params, x, y = _training_copy(model, dtype, inputs, targets)
+    work_dtype, device = params[0][1].dtype, params[0][1].device
     step_fn = _Step(lr, work_dtype, device, lastbit_k, weight_decay, noise, noise_on,
                     torch_generator(seed, device="cpu") if noise > 0 else None)
     history: dict[str, list] = {"step": [], "loss": [], **{name: [] for name in hooks}}
@@ -593,20 +605,11 @@ class LastBitFamily:
 
 
 def lastbit_family(
-    model: nn.Module,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    *,
-    lr: float,
-    steps: int,
-    ks: tuple[int, ...] | list[int] = (1, 3, 5, 7, 9, 11),
-    dtype: torch.dtype | None = None,
-    weight_decay: float = 0.0,
-    record_every: int = 1,
-    test_inputs: torch.Tensor | None = None,
-    test_labels: torch.Tensor | None = None,
-    desc: str | None = None,
+    model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor, targets: torch.Tensor, *, lr: float, steps: int,
+    ks: tuple[int, ...] | list[int] = (1, 3, 5, 7, 9, 11), dtype: torch.dtype | None = None,
+    weight_decay: float = 0.0, record_every: int = 1, test_inputs: torch.Tensor | None = None,
+    test_labels: torch.Tensor | None = None, desc: str | None = None,
 ) -> LastBitFamily:
     """Sun et al.'s last-bit perturbation family: GD from the same start with the step applied
     as ``fl(lr * k) * fl(g / k)`` for each ``k`` in ``ks`` (identical in exact arithmetic,
