@@ -57,6 +57,11 @@ def test_dyadic_integers_share_one_scale(values) -> None:
     assert k == 0 or any(n % 2 for n in ints)
 
 
+def test_fractions_of_numpy_integers() -> None:
+    q = Fraction(np.int64(3), 2 ** np.int64(5))  # keeps NumPy integers as its parts
+    assert E.dyadic_parts(q) == (3, 5) and E.dyadic_integers([q, 0.5]) == ([3, 16], 5)
+
+
 def test_dyadic_integers_rejects_other_rationals() -> None:
     with pytest.raises(ValueError, match="dyadic"):
         E.dyadic_integers([Fraction(1, 3)])

@@ -184,10 +184,10 @@ def to_fraction(x: Any, name: str = "x") -> Fraction:
 def dyadic_parts(q: Fraction) -> tuple[int, int] | None:
     """``(m, k)`` with ``q = m / 2^k`` in lowest terms, or ``None`` if the denominator of
     ``q`` is not a power of two."""
-    d = q.denominator
+    d = int(q.denominator)  # a Fraction built from NumPy integers keeps them
     if d & (d - 1):
         return None
-    return q.numerator, d.bit_length() - 1
+    return int(q.numerator), d.bit_length() - 1
 
 
 def dyadic_integers(values: Sequence[Any]) -> tuple[list[int], int]:
@@ -202,7 +202,7 @@ def dyadic_integers(values: Sequence[Any]) -> tuple[list[int], int]:
             n, d = v.as_integer_ratio()  # fast path; raises for NaN and infinities
         else:
             q = to_fraction(v)
-            n, d = q.numerator, q.denominator
+            n, d = int(q.numerator), int(q.denominator)
         if d & (d - 1):
             raise ValueError(f"{v!r} is not a dyadic rational (its denominator is {d})")
         parts.append((n, d.bit_length() - 1))
