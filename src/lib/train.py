@@ -13,15 +13,19 @@ of a model, records the loss and any *hooks* every ``record_every`` steps, and o
 * records the size of every parameter's update (for the assumption on bias updates).
 
 Only parameters with ``requires_grad=True`` are trained.  The loss is
-``loss_fn(model(inputs), targets)`` on the full batch.
+``loss_fn(model(inputs), targets)`` on the full batch.  :func:`lib.flows.gradient_descent`
+runs this loop too.
 
-Hooks and helpers for the chapter *Edge of stability*:
+Hooks and helpers:
 
 * :func:`sharpness_hook` -- the sharpness (top Hessian eigenvalue, Cohen et al. 2021) every
-  ``k`` steps, by Lanczos warm-started from the previous eigenvector, with the number of
-  Hessian-vector products per estimate; :func:`sharpness_along` -- the same along a
-  trajectory (e.g. the gradient flow); :func:`edge_statistics` -- the step where the
+  ``k`` steps, by Lanczos warm-started from the previous eigenvector
+  (:class:`lib.hessian.EigenTracker`), with the number of Hessian-vector products per
+  estimate; :func:`sharpness_along` -- the same along a trajectory (e.g. the gradient flow,
+  :func:`lib.hessian.eigenvalues_along`); :func:`edge_statistics` -- the step where the
   sharpness first reaches ``2/eta`` and the ratio ``sharpness / (2/eta)`` afterwards;
+* :func:`piece_hooks` -- the exact and the visible piece counts of a 1-D network
+  (:mod:`lib.pieces`), for the chapter *Floating-point error in backprop*;
 * :func:`parameter_hook` -- flattened parameters every ``k`` steps;
 * :func:`lastbit_family` -- Sun et al.'s family of runs ``fl(eta k) fl(g / k)``, with weight
   divergence and test accuracy (:func:`accuracy`, :func:`relative_l1_difference`).
