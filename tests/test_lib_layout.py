@@ -10,6 +10,7 @@ names cross modules, and the rooms keep a livable size.
 from __future__ import annotations
 
 import ast
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ LOCAL_IMPORTS_ALLOWED = {("config", "torch"), ("config", "tqdm.std"), ("config",
 TRANSITIONAL = {("fp", "nets"), ("fp", "train")}
 
 
+@lru_cache(maxsize=1)
 def _modules() -> dict[str, ast.Module]:
     return {p.stem: ast.parse(p.read_text(encoding="utf-8")) for p in sorted(LIB.glob("*.py"))
             if p.stem != "__init__"}
