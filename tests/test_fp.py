@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as hs
 from torch import nn
 
-from lib import fp
+from lib import fp, pieces
 from lib import sawtooth as st
 
 ALL = fp.SUPPORTED_DTYPES
@@ -335,30 +335,6 @@ def test_preactivation_slopes() -> None:
     assert np.array_equal(slopes[0], w1)
 
 
-# ------------------------------------------------------------------ constructions
-def test_tent_net() -> None:
-    xs = [Fraction(k, 97) for k in range(98)]
-    half = fp.tent_net(5, 0.5)
-    assert st.net_exact(half, xs) == [st.sawtooth_exact(x, 5) for x in xs]
-    assert math.isclose(fp.tent_lyapunov(0.5), math.log(2))
-    assert fp.tent_lyapunov(0.3) < math.log(2)
-    a = 0.3
-    t = fp.tent_net(1, a)
-    for x in (0.1, 0.3, 0.5, 0.9, 1.2, -0.1):
-        expected = x / a if 0 <= x <= a else ((1 - x) / (1 - a) if a < x <= 1 else 0.0)
-        assert math.isclose(float(st.net_exact(t, x)), expected, rel_tol=1e-14, abs_tol=1e-15)
-    t16 = fp.tent_net(3, a, torch.float16)
-    assert all(p.dtype == torch.float16 for p in t16.parameters())
-    state = torch.random.get_rng_state()
-    fp.tent_net(4, a)
-    assert torch.equal(state, torch.random.get_rng_state())  # no random numbers drawn
-    for bad in (0.0, 1.0, 1.5, True, "0.3"):
-        with pytest.raises(ValueError, match="apex"):
-            fp.tent_net(2, bad)
-    with pytest.raises((TypeError, ValueError), match="depth"):
-        fp.tent_net(0, 0.3)
-
-
 # ------------------------------------------------------------------ argument checks
 def test_bad_arguments_raise_clearly() -> None:
     net = st.sawtooth_net(2)
@@ -481,18 +457,39 @@ def test_collapse_level() -> None:
         fp.collapse_level([0.1, 1.0], [1.0])
 
 
-def test_piece_hooks_count_exactly_during_gd() -> None:
-    from lib import pieces, train
+# ------------------------------------------------------------------ representability and resolution
+def _all_positive_values(dtype) -> np.ndarray:
+    """Every finite positive number of a 16-bit format, by enumerating bit patterns."""
+    top = 0x7C00 if dtype == torch.float16 else 0x7F80
+    bits = torch.arange(1, top, dtype=torch.int32).to(torch.int16)
+    return bits.view(dtype).to(torch.float64).numpy()
 
-    net = st.sawtooth_net(4)
-    x = torch.rand(32, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    hooks = fp.piece_hooks(2.0**-4 / 8)
-    run = train.gd(net, lambda o, y: ((o - y) ** 2).mean(), x, st.sawtooth(x, 4), lr=1e-6,
-                   steps=3, hooks=hooks)
-    assert run.history["pieces"].tolist() == [16] * 4 and run.history["visible"].tolist() == [16] * 4
-    pert = pieces.perturbed_net(net, 1e-3, seed=0)
-    assert hooks["pieces"](pert, 0) == pieces.count_pieces(pert)  # no stale cache across models
-    for dtype in (torch.float16, torch.bfloat16):
-        assert hooks["pieces"](fp.to_format(net, dtype), 0) == 16
-    with pytest.raises(ValueError, match="min_width"):
-        fp.piece_hooks(-1.0)
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_representable_and_resolved_by_enumeration(dtype) -> None:
+    values = np.concatenate([[0.0], _all_positive_values(dtype)])
+    rng = np.random.default_rng(0)
+    probe = np.sort(rng.uniform(0, 2, size=400))
+    probe = np.concatenate([probe, values[:50], values[-5:], [1.0, 0.5]])
+    rep = fp.representable(probe, dtype)
+    assert np.array_equal(rep, np.isin(probe, values))
+    frac = [Fraction(v) for v in probe] + [Fraction(1, 3)]
+    assert np.array_equal(fp.representable(frac, dtype)[:-1], rep) and not fp.representable(frac, dtype)[-1]
+    edges = np.unique(np.concatenate([probe, values[100:140]]))
+    resolved = fp.resolved_pieces(edges, dtype)
+    brute = [bool(np.any((values > a) & (values < b))) for a, b in zip(edges, edges[1:])]
+    assert np.array_equal(resolved, brute)
+    assert np.array_equal(fp.resolved_pieces([Fraction(v) for v in edges], dtype), brute)
+
+
+@pytest.mark.parametrize("name, dtype, p", [("float16", torch.float16, 11),
+                                            ("bfloat16", torch.bfloat16, 8),
+                                            ("float32", torch.float32, 24)])
+def test_resolution_limit_of_the_sawtooth(name, dtype, p) -> None:
+    """The book's proposition: breakpoints representable iff L <= p; min(2^L, 2^(p-1))
+    pieces contain a number of the format."""
+    for L in range(1, 15):
+        a = pieces.piece_analysis(st.sawtooth_net(L, dtype))
+        edges = np.concatenate([[0.0], a.breakpoints, [1.0]])
+        assert fp.representable(a.breakpoints, dtype).all() == (L <= p)
+        assert fp.resolved_pieces(edges, dtype).sum() == min(2**L, 2 ** (p - 1))

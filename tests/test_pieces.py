@@ -8,7 +8,6 @@ one-hidden-layer nets, compositions) the tests use the closed form instead.
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 
 import numpy as np
@@ -18,6 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as hs
 from torch import nn
 
+from lib import nets as N
 from lib import pieces as P
 from lib import sawtooth as st
 
@@ -346,60 +346,6 @@ def test_equal_slopes_of_inexact_coefficients_are_merged_exactly() -> None:
     assert_matches_reference(net, (-10.0, 10.0))
 
 
-# ------------------------------------------------------------------ predicates
-finite = hs.floats(allow_nan=False, allow_infinity=False, width=64).filter(lambda v: abs(v) < 1e150)
-
-
-@settings(max_examples=300, deadline=None)
-@given(finite, finite, finite, finite)
-def test_exact_sign_predicate(a: float, b: float, c: float, d: float) -> None:
-    exact = Fraction(a) * Fraction(b) + Fraction(c) * Fraction(d)
-    got = P._sign_exact_float(*(np.array([v]) for v in (a, b, c, d)))[0]
-    assert got == (exact > 0) - (exact < 0)
-    # the cancelling case c d = -a b exactly
-    got0 = P._sign_exact_float(*(np.array([v]) for v in (a, b, -a, b)))[0]
-    assert got0 == 0
-
-
-@settings(max_examples=200, deadline=None)
-@given(hs.integers(-2**52, 2**52), hs.integers(-2**52, 2**52), hs.integers(-2**52, 2**52),
-       hs.integers(-60, 60))
-def test_exact_sign_predicate_near_cancellation(p: int, q: int, r: int, k: int) -> None:
-    # a b + c d with a b and c d agreeing to about 100 bits
-    a, b = float(p) * 2.0**k, float(q)
-    c, d = -a, b + float(r) * 2.0**-60 if b else 1.0
-    exact = Fraction(a) * Fraction(b) + Fraction(c) * Fraction(d)
-    got = P._sign_exact_float(*(np.array([v]) for v in (a, b, c, d)))[0]
-    assert got == (exact > 0) - (exact < 0)
-
-
-@settings(max_examples=80, deadline=None)
-@given(hs.integers(1, 40), hs.integers(1, 40), hs.integers(0, 10**6),
-       hs.sampled_from([1e-200, 1e-8, 1.0, 1e8, 1e150]), hs.booleans())
-def test_norm2_bound(rows: int, cols: int, seed: int, scale: float, low_rank: bool) -> None:
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal((rows, cols)) * scale
-    if low_rank:
-        w = np.outer(w[:, 0], rng.standard_normal(cols)) * (scale if scale < 1 else 1.0)
-    w[rng.random(w.shape) < 0.2] = 0.0
-    bound = P._norm2_bound(w)
-    true = np.linalg.svd(w, compute_uv=False).max() if w.any() else 0.0
-    assert bound >= true * (1 - 1e-12)
-    crude = math.sqrt(np.abs(w).sum(axis=0).max()) * math.sqrt(np.abs(w).sum(axis=1).max())
-    assert bound <= crude * (1 + 1e-9)
-    if w.any() and 1e-100 < scale < 1e100:
-        assert bound <= true * 1.2   # the squarings make it nearly tight
-
-
-def test_float_grid() -> None:
-    x = np.array([0.0, 1.0, 0.5, 3.0, 0.1, 2.0**-1074, 2.0**1000, -0.75])
-    g = P._float_grid(x)
-    assert g[0] == P._NO_GRID
-    for v, gv in zip(x[1:], g[1:]):
-        f = Fraction(float(v)) * Fraction(2) ** int(gv)
-        assert f.denominator == 1 and (f / 2).denominator == 2  # least such exponent
-
-
 # ------------------------------------------------------------------ bounds
 def test_piece_bounds_values() -> None:
     assert P.piece_bound([]) == 1
@@ -480,32 +426,11 @@ def test_interval_types() -> None:
     assert P.breakpoints_exact(net, (Fraction(1, 3), Fraction(1, 2))) == [Fraction(3, 8)]
 
 
-# ------------------------------------------------------------------ experiment helpers
-@pytest.mark.parametrize("init", P.INITS)
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_random_relu_net(init: str, dtype) -> None:
-    net = P.random_relu_net([4, 3], init, seed=5, dtype=dtype)
-    again = P.random_relu_net([4, 3], init, seed=5, dtype=dtype)
-    other = P.random_relu_net([4, 3], init, seed=6, dtype=dtype)
-    assert P.relu_widths(net) == [4, 3]
-    assert all(p.dtype == dtype for p in net.parameters())
-    flat = lambda n: torch.cat([p.detach().double().flatten() for p in n.parameters()])  # noqa: E731
-    assert torch.equal(flat(net), flat(again)) and not torch.equal(flat(net), flat(other))
-    first = net[0]
-    if init == "pytorch":
-        assert first.weight.abs().max() <= 1.0       # U(-1/sqrt(fan_in), ...) with fan_in = 1
-    if init == "he-zero-bias":
-        assert all(float(layer.bias.detach().abs().max()) == 0 for layer in net if isinstance(layer, nn.Linear))
-    for bad in (dict(widths=[], init=init), dict(widths=[0], init=init),
-                dict(widths=[2], init="xavier"), dict(widths=[2], init=init, seed=-1)):
-        with pytest.raises(ValueError):
-            P.random_relu_net(**bad)
-
-
+# ------------------------------------------------------------------ random nets
 @settings(max_examples=40, deadline=None)
 @given(hs.lists(hs.integers(1, 12), min_size=1, max_size=6), hs.integers(0, 10**6), intervals)
 def test_zero_bias_nets_are_homogeneous(widths, seed, interval) -> None:
-    net = P.random_relu_net(widths, "he-zero-bias", seed=seed)
+    net = N.random_relu_net(widths, "he-zero-bias", seed=seed)
     bps = P.breakpoints_exact(net, interval)
     assert bps in ([], [0])
 
@@ -513,59 +438,5 @@ def test_zero_bias_nets_are_homogeneous(widths, seed, interval) -> None:
 @settings(max_examples=60, deadline=None)
 @given(hs.integers(1, 14), hs.integers(0, 10**6), hs.sampled_from(["he", "pytorch"]), intervals)
 def test_width_one_nets_have_at_most_three_pieces(depth, seed, init, interval) -> None:
-    net = P.random_relu_net([1] * depth, init, seed=seed)
+    net = N.random_relu_net([1] * depth, init, seed=seed)
     assert P.count_pieces(net, interval) <= (2 if depth == 1 else 3)
-
-
-def test_perturbed_net() -> None:
-    base = st.yarotsky_square_net(3)
-    same = P.perturbed_net(base, 0.0, seed=1)
-    for a, b in zip(base.parameters(), same.parameters()):
-        assert torch.equal(a, b)
-    moved = P.perturbed_net(base, 1e-3, seed=1)
-    for a, b in zip(base.parameters(), moved.parameters()):
-        a, b = a.detach(), b.detach()
-        assert torch.equal(a == 0, b == 0)                              # zeros stay zero
-        assert torch.all((b - a).abs() <= 1e-3 * a.abs() * (1 + 1e-12))
-    assert P.perturbed_net(base, 1e-3, seed=1, dtype=torch.float32)[0].weight.dtype == torch.float32
-    with pytest.raises(ValueError):
-        P.perturbed_net(base, -1.0)
-    with pytest.raises(TypeError):
-        P.perturbed_net(nn.Sequential(nn.Tanh()), 0.1)
-
-
-def _all_positive_values(dtype) -> np.ndarray:
-    """Every finite positive number of a 16-bit format, by enumerating bit patterns."""
-    top = 0x7C00 if dtype == torch.float16 else 0x7F80
-    bits = torch.arange(1, top, dtype=torch.int32).to(torch.int16)
-    return bits.view(dtype).to(torch.float64).numpy()
-
-
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_representable_and_resolved_by_enumeration(dtype) -> None:
-    values = np.concatenate([[0.0], _all_positive_values(dtype)])
-    rng = np.random.default_rng(0)
-    probe = np.sort(rng.uniform(0, 2, size=400))
-    probe = np.concatenate([probe, values[:50], values[-5:], [1.0, 0.5]])
-    rep = P.representable(probe, dtype)
-    assert np.array_equal(rep, np.isin(probe, values))
-    frac = [Fraction(v) for v in probe] + [Fraction(1, 3)]
-    assert np.array_equal(P.representable(frac, dtype)[:-1], rep) and not P.representable(frac, dtype)[-1]
-    edges = np.unique(np.concatenate([probe, values[100:140]]))
-    resolved = P.resolved_pieces(edges, dtype)
-    brute = [bool(np.any((values > a) & (values < b))) for a, b in zip(edges, edges[1:])]
-    assert np.array_equal(resolved, brute)
-    assert np.array_equal(P.resolved_pieces([Fraction(v) for v in edges], dtype), brute)
-
-
-@pytest.mark.parametrize("name, dtype, p", [("float16", torch.float16, 11),
-                                            ("bfloat16", torch.bfloat16, 8),
-                                            ("float32", torch.float32, 24)])
-def test_resolution_limit_of_the_sawtooth(name, dtype, p) -> None:
-    """The book's proposition: breakpoints representable iff L <= p; min(2^L, 2^(p-1))
-    pieces contain a number of the format."""
-    for L in range(1, 15):
-        a = P.piece_analysis(st.sawtooth_net(L, dtype))
-        edges = np.concatenate([[0.0], a.breakpoints, [1.0]])
-        assert P.representable(a.breakpoints, dtype).all() == (L <= p)
-        assert P.resolved_pieces(edges, dtype).sum() == min(2**L, 2 ** (p - 1))

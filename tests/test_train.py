@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from lib import train
+from lib import fp, nets, pieces, train
+from lib import sawtooth as saw
 
 
 def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -428,3 +429,18 @@ def test_sharpness_hook_bad_arguments(kwargs, match, exc) -> None:
         train.sharpness_hook(_mse, x, y, **kwargs)
     with pytest.raises(ValueError, match="every"):
         train.parameter_hook(0)
+
+
+def test_piece_hooks_count_exactly_during_gd() -> None:
+    net = saw.sawtooth_net(4)
+    x = torch.rand(32, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    hooks = train.piece_hooks(2.0**-4 / 8)
+    run = train.gd(net, lambda o, y: ((o - y) ** 2).mean(), x, saw.sawtooth(x, 4), lr=1e-6,
+                   steps=3, hooks=hooks)
+    assert run.history["pieces"].tolist() == [16] * 4 and run.history["visible"].tolist() == [16] * 4
+    pert = nets.perturbed_net(net, 1e-3, seed=0)
+    assert hooks["pieces"](pert, 0) == pieces.count_pieces(pert)  # no stale cache across models
+    for dtype in (torch.float16, torch.bfloat16):
+        assert hooks["pieces"](fp.to_format(net, dtype), 0) == 16
+    with pytest.raises(ValueError, match="min_width"):
+        train.piece_hooks(-1.0)

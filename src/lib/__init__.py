@@ -2,7 +2,7 @@
 
 Chapters import everything non-trivial from here.  Submodules are imported lazily, so
 ``import lib`` is cheap (no torch import) and ``lib.config`` (say) loads its module on
-first access.  The modules and what each owns are listed in ``DESIGN.md``.
+first access.  The modules, their floors and what each owns: the README, *Architecture of lib*.
 """
 
 from __future__ import annotations

@@ -40,13 +40,15 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
 
 import numpy as np
 import torch
+from scipy.linalg import solve_banded
 from torch import nn
 
-from lib.data import check_interval as _check_interval
+from lib.data import gauss_legendre
+from lib.exact import check_count, check_dtype, check_interval, check_knots, linear_relu_layers
+from lib.sawtooth import yarotsky_exact
 from lib.seeding import check_seed, torch_generator
 
 __all__ = [
@@ -55,25 +57,10 @@ __all__ = [
     "yarotsky_l2_error_sq_exact", "PowerFit", "fit_power_law",
 ]
 
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 Target = Callable[[torch.Tensor], torch.Tensor]
 
 
 # ----------------------------------------------------------------------------- argument checks
-def _check_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_dtype(dtype: Any) -> torch.dtype:
-    if dtype not in FLOAT_DTYPES:
-        raise TypeError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
-    return dtype
-
-
 def _column(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     """``x`` of shape ``(n,)`` or ``(n, 1)`` as a flat ``(n,)`` tensor."""
     if not isinstance(x, torch.Tensor):
@@ -115,7 +102,7 @@ class BreakpointNet(nn.Module):
             theta = theta.unsqueeze(0)
         if theta.dim() != 2 or theta.shape[1] < 1:
             raise ValueError(f"breakpoints must have shape (m,) or (S, m), got {tuple(breakpoints.shape)}")
-        _check_dtype(theta.dtype)
+        check_dtype(theta.dtype)
         if signs.shape != breakpoints.shape:
             raise ValueError(f"signs must have the shape of breakpoints {tuple(breakpoints.shape)}, "
                              f"got {tuple(signs.shape)}")
@@ -132,10 +119,10 @@ class BreakpointNet(nn.Module):
         and signs a random arrangement of ``ceil(m/2)`` times ``+1`` and ``floor(m/2)`` times
         ``-1`` (balanced), all drawn from one generator seeded by ``seed`` (in float64, cast
         once to ``dtype``)."""
-        m = _check_int(m, "m")
-        members = _check_int(members, "members")
-        a, b = _check_interval(interval)
-        _check_dtype(dtype)
+        m = check_count(m, "m")
+        members = check_count(members, "members")
+        a, b = check_interval(interval)
+        check_dtype(dtype)
         gen = torch_generator(check_seed(seed))
         theta = a + (b - a) * torch.rand(members, m, generator=gen, dtype=torch.float64)
         base = torch.tensor([1.0 if r < (m + 1) // 2 else -1.0 for r in range(m)], dtype=torch.float64)
@@ -191,7 +178,7 @@ class BreakpointNet(nn.Module):
 
     def member(self, s: int) -> BreakpointNet:
         """Member ``s`` as a one-member :class:`BreakpointNet` (a copy)."""
-        s = _check_int(s, "s", 0)
+        s = check_count(s, "s", 0)
         if s >= self.members:
             raise ValueError(f"s must be < {self.members}, got {s}")
         return BreakpointNet(self.theta.detach()[s], self.signs[s])
@@ -237,7 +224,7 @@ class EnsembleMLP(nn.Module):
             prev = w.shape[1]
         if prev != 1:
             raise ValueError(f"the last layer must have one output, got {prev}")
-        _check_dtype(weights[0].dtype)
+        check_dtype(weights[0].dtype)
         self.weights = nn.ParameterList([nn.Parameter(w.detach().clone()) for w in weights])
         self.biases = nn.ParameterList([nn.Parameter(b.detach().clone()) for b in biases])
 
@@ -245,11 +232,11 @@ class EnsembleMLP(nn.Module):
     def random(cls, hidden: Sequence[int], members: int = 1, *, seed: int = 0,
                dtype: torch.dtype = torch.float64) -> EnsembleMLP:
         """``members`` networks with hidden widths ``hidden`` (a non-empty sequence)."""
-        widths = [_check_int(n, "hidden width") for n in hidden]
+        widths = [check_count(n, "hidden width") for n in hidden]
         if not widths:
             raise ValueError("hidden must name at least one hidden layer")
-        members = _check_int(members, "members")
-        _check_dtype(dtype)
+        members = check_count(members, "members")
+        check_dtype(dtype)
         gen = torch_generator(check_seed(seed))
         weights, biases, prev = [], [], 1
         for n_out in widths + [1]:
@@ -268,10 +255,8 @@ class EnsembleMLP(nn.Module):
             raise ValueError("nets must not be empty")
         per_net = []
         for net in nets:
-            layers = [layer for layer in net if isinstance(layer, nn.Linear)]
-            if any(not isinstance(layer, (nn.Linear, nn.ReLU)) for layer in net):
-                raise TypeError("nets must consist of nn.Linear and nn.ReLU layers")
-            per_net.append(layers)
+            layers = linear_relu_layers(net)
+            per_net.append([layer for layer in layers if isinstance(layer, nn.Linear)])
         weights = [torch.stack([layers[i].weight.detach() for layers in per_net])
                    for i in range(len(per_net[0]))]
         biases = [torch.stack([layers[i].bias.detach() for layers in per_net])
@@ -303,7 +288,7 @@ class EnsembleMLP(nn.Module):
 
     def member(self, s: int) -> nn.Sequential:
         """Member ``s`` as ``Linear -> ReLU -> ... -> Linear`` (a copy)."""
-        s = _check_int(s, "s", 0)
+        s = check_count(s, "s", 0)
         if s >= self.members:
             raise ValueError(f"s must be < {self.members}, got {s}")
         layers: list[nn.Module] = []
@@ -362,7 +347,7 @@ def ntk_gram(model: nn.Module, inputs: torch.Tensor, weights: torch.Tensor | Non
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     x = _column(inputs, "inputs")
-    member = _check_int(member, "member", 0)
+    member = check_count(member, "member", 0)
     trainable = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     if not trainable:
         raise ValueError("model has no trainable parameters")
@@ -404,34 +389,19 @@ def step_size_from_gram(top_eigenvalue: float, fraction: float = 1.0) -> float:
 
 
 # ----------------------------------------------------------------------------- splines
-def _gauss(order: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.polynomial.legendre.leggauss(_check_int(order, "order"))
-
-
 def _cells(knots: np.ndarray, order: int, subdivide: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gauss nodes and weights on every cell between knots (each cut into ``subdivide``
     equal parts); also the index of the knot cell of every node."""
-    xg, wg = _gauss(order)
     edges = knots[:-1, None] + (knots[1:] - knots[:-1])[:, None] * np.linspace(0, 1, subdivide + 1)[None, :]
-    lo, hi = edges[:, :-1].reshape(-1), edges[:, 1:].reshape(-1)
-    h = hi - lo
-    x = lo[:, None] + (xg[None, :] + 1) / 2 * h[:, None]
-    w = wg[None, :] / 2 * h[:, None]
+    x, w = gauss_legendre(edges[:, :-1].reshape(-1), edges[:, 1:].reshape(-1), order)
     cell = np.repeat(np.arange(len(knots) - 1), subdivide * order)
-    return x.reshape(-1), w.reshape(-1), cell
+    return x, w, cell
 
 
 def _target_np(target: Target, x: np.ndarray) -> np.ndarray:
     y = target(torch.as_tensor(x, dtype=torch.float64))
     return np.asarray(y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y,
                       dtype=np.float64).reshape(-1)
-
-
-def _check_knots(knots: Any) -> np.ndarray:
-    k = np.asarray(knots, dtype=np.float64).reshape(-1)
-    if k.size < 2 or not np.all(np.isfinite(k)) or np.any(np.diff(k) <= 0):
-        raise ValueError("knots must be at least two finite, strictly increasing numbers")
-    return k
 
 
 @dataclass(frozen=True)
@@ -466,10 +436,8 @@ def spline_projection(target: Target, knots: Sequence[float] | np.ndarray, *, or
     error are integrated with ``order`` Gauss-Legendre nodes on ``subdivide`` parts of every
     cell.  ``target`` maps a float64 tensor to values.
     """
-    from scipy.linalg import solve_banded
-
-    k = _check_knots(knots)
-    x, w, cell = _cells(k, order, _check_int(subdivide, "subdivide"))
+    k = check_knots(knots)
+    x, w, cell = _cells(k, order, check_count(subdivide, "subdivide"))
     gx = _target_np(target, x)
     h = np.diff(k)
     lam = (x - k[cell]) / h[cell]                     # position inside the knot cell
@@ -496,9 +464,9 @@ def adapted_knots(density: Target, interior: int, interval: tuple[float, float],
     inverted by linear interpolation.  With ``density = |g''|^(2/5)`` this equidistributes
     the local L2 error of linear interpolation (our choice of adapted knots).
     """
-    n = _check_int(interior, "interior", 0)
-    a, b = _check_interval(interval)
-    grid = np.linspace(a, b, _check_int(panels, "panels") + 1)
+    n = check_count(interior, "interior", 0)
+    a, b = check_interval(interval)
+    grid = np.linspace(a, b, check_count(panels, "panels") + 1)
     x, w, cell = _cells(grid, 4, 1)
     d = _target_np(density, x)
     if np.any(d < 0) or not np.all(np.isfinite(d)):
@@ -526,15 +494,15 @@ def pl_l2_error(fn: Callable[[torch.Tensor], torch.Tensor], target: Target,
     Breakpoints missing from the list leave an ``O(h^2)`` error per missing kink (``h`` the
     cell width).
     """
-    a, b = _check_interval(interval)
+    a, b = check_interval(interval)
     t = np.asarray(breakpoints, dtype=np.float64).reshape(-1)
     if not np.all(np.isfinite(t)):
         raise ValueError("breakpoints must be finite")
     knots = np.unique(np.concatenate([[a, b], t[(t > a) & (t < b)]]))
-    x, w, _ = _cells(knots, order, _check_int(subdivide, "subdivide"))
+    x, w, _ = _cells(knots, order, check_count(subdivide, "subdivide"))
     gx = _target_np(target, x)
     with torch.no_grad():
-        out = fn(torch.as_tensor(x, dtype=torch.float64).to(_check_dtype(dtype)).reshape(-1, 1))
+        out = fn(torch.as_tensor(x, dtype=torch.float64).to(check_dtype(dtype)).reshape(-1, 1))
     vals = np.asarray(out.detach().to(torch.float64).cpu().numpy()).reshape(x.size, -1)
     err = np.sqrt(np.sum(w[:, None] * (vals - gx[:, None]) ** 2, axis=0))
     return float(err[0]) if err.size == 1 else err
@@ -549,9 +517,7 @@ def yarotsky_l2_error_sq_exact(m: int) -> Fraction:
     square is integrated exactly in rational arithmetic.  (The book's closed form:
     ``16^(-m) / 30``, since ``f_m`` interpolates ``x^2`` at the nodes.)  Cost ``O(m 2^m)``.
     """
-    from lib.sawtooth import yarotsky_exact
-
-    m = _check_int(m, "m")
+    m = check_count(m, "m")
     n = 2**m
     h = Fraction(1, n)
     vals = [yarotsky_exact(Fraction(k, n), m) for k in range(n + 1)]

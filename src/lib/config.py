@@ -62,7 +62,7 @@ def default_device() -> Any:
     The ``quick`` profile always uses the CPU, so its numbers do not depend on the machine's
     accelerator.
     """
-    import torch
+    import torch  # here, not at the top: the book's Sphinx extension imports this module
 
     if is_paper() and torch.cuda.is_available():
         return torch.device("cuda")

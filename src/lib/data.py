@@ -19,12 +19,14 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from sklearn.datasets import load_digits
+
+from lib.exact import check_count, check_dtype, check_interval  # data.check_interval: the one check
 from lib.seeding import check_seed
 
 N_DIGITS = 1797
 N_PIXELS = 64
 TARGET_KINDS = ("labels", "one_hot")
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -72,19 +74,12 @@ class Dataset:
 
 @lru_cache(maxsize=1)
 def _load_digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-
     bunch = load_digits()
     x = np.asarray(bunch.data, dtype=np.float64)
     y = np.asarray(bunch.target, dtype=np.int64)
     x.setflags(write=False)
     y.setflags(write=False)
     return x, y
-
-
-def _check_dtype(dtype: torch.dtype) -> None:
-    if dtype not in FLOAT_DTYPES:
-        raise TypeError(f"dtype must be a floating torch dtype {FLOAT_DTYPES}, got {dtype!r}")
 
 
 def digits(
@@ -138,7 +133,7 @@ def digits(
         raise ValueError(f"targets must be one of {TARGET_KINDS}, got {targets!r}")
     if not isinstance(standardize, bool):
         raise TypeError(f"standardize must be a bool, got {type(standardize).__name__}")
-    _check_dtype(dtype)
+    dtype = check_dtype(dtype)
     seed = check_seed(seed)
     pool = np.flatnonzero(np.isin(y_all, classes_t))
     if n is None:
@@ -204,7 +199,7 @@ def gaussian_regression(
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not np.isfinite(noise) or noise < 0:
         raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
-    _check_dtype(dtype)
+    dtype = check_dtype(dtype)
     rng = np.random.default_rng(check_seed(seed))
     w = rng.standard_normal((d, out_dim)) / np.sqrt(d)
     x = rng.standard_normal((n + n_test, d))
@@ -226,18 +221,6 @@ def gaussian_regression(
 # smooth target of Gentile and Welper's experiments is provided with its derivatives.
 
 QUADRATURE_RULES = ("gauss-legendre", "midpoint")
-
-
-def check_interval(interval: tuple[float, float], name: str = "interval") -> tuple[float, float]:
-    """``interval`` as a pair of floats ``(a, b)`` with ``a < b``, both finite; ``TypeError``
-    if it is not a pair of numbers, ``ValueError`` otherwise (both name the argument)."""
-    try:
-        a, b = (float(v) for v in interval)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a pair of numbers, got {interval!r}") from exc
-    if not (np.isfinite(a) and np.isfinite(b) and a < b):
-        raise ValueError(f"{name} must be finite with a < b, got {interval!r}")
-    return a, b
 
 
 @dataclass(frozen=True)
@@ -281,6 +264,24 @@ class Quadrature:
                 f"nodes on [{a:g}, {b:g}]")
 
 
+def composite_rule(lo: np.ndarray, hi: np.ndarray, ref_x: np.ndarray,
+                   ref_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights (float64, flat, cell by cell) of the rule ``(ref_x, ref_w)`` on
+    ``[-1, 1]`` mapped to every cell ``[lo[i], hi[i]]``."""
+    h = hi - lo
+    x = lo[:, None] + (ref_x[None, :] + 1) / 2 * h[:, None]
+    w = ref_w[None, :] / 2 * h[:, None]
+    return x.reshape(-1), w.reshape(-1)
+
+
+def gauss_legendre(lo: np.ndarray, hi: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """``order`` Gauss-Legendre nodes and weights on every cell ``[lo[i], hi[i]]``
+    (:func:`composite_rule` of ``numpy.polynomial.legendre.leggauss``)."""
+    ref_x, ref_w = np.polynomial.legendre.leggauss(check_count(order, "order"))
+    return composite_rule(np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64),
+                          ref_x, ref_w)
+
+
 def quadrature(
     panels: int,
     *,
@@ -307,15 +308,12 @@ def quadrature(
     if rule == "midpoint" and order != 1:
         raise ValueError(f"the midpoint rule has one node per panel: order must be 1, got {order}")
     a, b = check_interval(interval)
-    _check_dtype(dtype)
+    dtype = check_dtype(dtype)
     edges = np.linspace(a, b, panels + 1)
-    h = np.diff(edges)
     if rule == "midpoint":
-        ref_x, ref_w = np.zeros(1), np.full(1, 2.0)
+        x, w = composite_rule(edges[:-1], edges[1:], np.zeros(1), np.full(1, 2.0))
     else:
-        ref_x, ref_w = np.polynomial.legendre.leggauss(order)
-    x = (edges[:-1, None] + (ref_x[None, :] + 1) / 2 * h[:, None]).reshape(-1)
-    w = (ref_w[None, :] / 2 * h[:, None]).reshape(-1)
+        x, w = gauss_legendre(edges[:-1], edges[1:], order)
 
     def t(arr: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(arr, dtype=torch.float64).to(dtype=dtype, device=device)

@@ -31,12 +31,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.integrate import solve_ivp
+from scipy.integrate import cumulative_trapezoid, solve_ivp
 from torch import nn
 
-from lib.config import progress
-from lib.hessian import (DEFAULT_HVP_METHOD, FlatLoss, LossFn, extreme_eigenvalues,
-                         hvp_operator_from_loss)
+from lib.exact import check_positive
+from lib.hessian import (DEFAULT_HVP_METHOD, FlatLoss, LossFn, eigenvalues_along,
+                         flatten_parameters, hvp_operator_from_loss)
+from lib.train import gd
 
 ADAPTIVE_METHODS = ("DOP853", "RK45", "RK23", "Radau", "BDF", "LSODA")
 FIXED_METHODS = ("euler", "rk4")
@@ -135,20 +136,11 @@ def _check_times(times: Any) -> np.ndarray:
     return t
 
 
-def _check_positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return value
-
-
 def _check_solver(times: Any, rtol: Any, atol: Any, method: str) -> tuple[np.ndarray, float, float]:
     """Checked ``(times, rtol, atol)`` for ``solve_ivp``; ``method`` must be adaptive."""
     if method not in ADAPTIVE_METHODS:
         raise ValueError(f"method must be one of {ADAPTIVE_METHODS}, got {method!r}")
-    return _check_times(times), _check_positive("rtol", rtol), _check_positive("atol", atol)
+    return _check_times(times), check_positive(rtol, "rtol"), check_positive(atol, "atol")
 
 
 def _vector_field(flat: FlatLoss, counter: dict[str, int]) -> Callable[[float, np.ndarray], np.ndarray]:
@@ -184,19 +176,9 @@ def _losses(flat: FlatLoss, rows: np.ndarray, counter: dict[str, int]) -> np.nda
 
 
 # ----------------------------------------------------------------------------- the flow
-def gradient_flow(
-    model: nn.Module,
-    loss_fn: LossFn,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    times: Any,
-    rtol: float = 1e-10,
-    atol: float = 1e-12,
-    method: str = "DOP853",
-    *,
-    max_evals: int | None = None,
-    record_loss: bool = True,
-) -> Trajectory:
+def gradient_flow(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor,
+                  times: Any, rtol: float = 1e-10, atol: float = 1e-12, method: str = "DOP853",
+                  *, max_evals: int | None = None, record_loss: bool = True) -> Trajectory:
     """The gradient flow ``theta' = -grad L(theta)``, ``theta(0)`` = the model's parameters,
     where ``L = loss_fn(model(inputs), targets)``, at the given ``times``.
 
@@ -229,25 +211,31 @@ def gradient_flow(
             raise _Budget
         return field(tt, y)
 
-    t_end = float(t[-1])
-    if t_end == 0.0:
-        rows = np.repeat(y0[None, :], len(t), axis=0)
-        sol_info: dict[str, Any] = {"nfev": 0, "status": 0, "message": "t_end = 0"}
-    else:
-        try:
-            sol = solve_ivp(fun, (0.0, t_end), y0, method=method, t_eval=t, rtol=rtol,
-                            atol=atol)
-        except _Budget:
-            raise RuntimeError(f"gradient_flow ({method}, rtol={rtol:g}) needed more than "
-                               f"max_evals={max_evals} gradient evaluations before t={t_end:g}") from None
-        if sol.status != 0:
-            raise RuntimeError(f"solve_ivp ({method}) failed: {sol.message}")
-        rows = sol.y.T.copy()
-        sol_info = {"nfev": int(sol.nfev), "njev": int(sol.njev), "nlu": int(sol.nlu),
-                    "status": int(sol.status), "message": sol.message}
+    try:
+        rows, sol = _integrate(fun, y0, t, method, rtol, atol)
+    except _Budget:
+        raise RuntimeError(f"gradient_flow ({method}, rtol={rtol:g}) needed more than "
+                           f"max_evals={max_evals} gradient evaluations before "
+                           f"t={float(t[-1]):g}") from None
+    sol_info: dict[str, Any] = ({"nfev": 0, "status": 0, "message": "t_end = 0"} if sol is None
+                                else {"nfev": int(sol.nfev), "njev": int(sol.njev),
+                                      "nlu": int(sol.nlu), "status": int(sol.status),
+                                      "message": sol.message})
     loss = _losses(flat, rows, counter) if record_loss else np.full(len(t), np.nan)
     info = {"method": method, "rtol": rtol, "atol": atol, "dtype": str(flat.dtype), **sol_info}
     return Trajectory(rows, times=t, loss=loss, n_grad_evals=counter["grad"], info=info)
+
+
+def _integrate(fun: Callable[[float, np.ndarray], np.ndarray], z0: np.ndarray, t: np.ndarray,
+               method: str, rtol: float, atol: float) -> tuple[np.ndarray, Any]:
+    """``z' = fun(t, z)``, ``z(0) = z0`` by ``solve_ivp`` from 0 to ``t[-1]``: the rows at
+    ``t`` (a copy) and the solver's result (``None`` when ``t[-1] = 0``: the start repeated)."""
+    if t[-1] == 0.0:
+        return np.repeat(z0[None, :], len(t), axis=0), None
+    sol = solve_ivp(fun, (0.0, float(t[-1])), z0, method=method, t_eval=t, rtol=rtol, atol=atol)
+    if sol.status != 0:
+        raise RuntimeError(f"solve_ivp ({method}) failed: {sol.message}")
+    return sol.y.T.copy(), sol
 
 
 def fixed_step_flow(
@@ -267,7 +255,7 @@ def fixed_step_flow(
     Returns a :class:`Trajectory` like :func:`gradient_flow`."""
     if method not in FIXED_METHODS:
         raise ValueError(f"method must be one of {FIXED_METHODS}, got {method!r}")
-    h = _check_positive("h", h)
+    h = check_positive(h, "h")
     t = _check_times(times)
     steps = _steps_for(t, h, "h")
     flat = FlatLoss(model, loss_fn, inputs, targets)
@@ -317,67 +305,59 @@ def gradient_descent(
     desc: str | None = None,
 ) -> Trajectory:
     """Full-batch gradient descent ``theta_{k+1} = theta_k - eta * grad L(theta_k)`` from the
-    model's parameters: Euler's method on the vector field of :func:`gradient_flow`, on the
-    flattened parameters in float64 (gradients in the model's dtype).
+    model's parameters: Euler's method on the vector field of :func:`gradient_flow`.
 
     Give the matched flow ``times`` (each an integer multiple of ``eta``; row ``i`` is the
     iterate ``k_i = times[i] / eta``), as for :func:`gradient_flow`, or ``steps``: an int ``N``
-    (all iterates ``0..N``) or a sorted array of iterate indices.  (``eta`` and ``times`` given
-    positionally the other way round, a number and an array, are accepted too.)
+    (all iterates ``0..N``) or a sorted array of iterate indices.  The loop is :func:`lib.train.gd`
+    (in the model's dtype; the rows are its parameters in float64).
     Returns a :class:`Trajectory` ``(len(times), n_params)`` with ``times = k * eta``,
     ``steps = k`` and ``n_grad_evals`` = the number of steps taken.  Raises ``ValueError`` for a
     non-positive ``eta`` or bad times/steps and ``NonFiniteLossError`` when the loss or the
     gradient is not finite (divergence), naming the step.
     """
-    if np.ndim(eta) == 1 and times is not None and np.ndim(times) == 0:
-        times, eta = eta, times  # called as (eta, times)
+    eta = check_positive(eta, "eta") if eta is not None else None
     if eta is None:
         raise TypeError("gradient_descent needs the step size eta")
-    eta = _check_positive("eta", eta)
+    k_out = _gd_steps(times, steps, eta)
+    flat = FlatLoss(model, loss_fn, inputs, targets)  # the checks of the other functions
+    last = int(k_out[-1])
+    keep: dict[int, np.ndarray] = {}
+    wanted = set(k_out.tolist())
+
+    def snapshot(net: nn.Module, step: int) -> float:
+        if step in wanted:
+            keep[step] = flatten_parameters(net).to(torch.float64).cpu().numpy()
+        return 0.0
+
+    run = gd(model, loss_fn, inputs, targets, lr=eta, steps=last, hooks={"theta": snapshot},
+             desc=desc or f"GD eta={eta:g}")
+    if run.diverged_at is not None and (run.diverged_at < last or record_loss):
+        raise NonFiniteLossError(f"GD with eta={eta:g}: non-finite loss or gradient at "
+                                 f"step {run.diverged_at}")
+    rows = np.stack([keep[k] for k in k_out.tolist()])
+    loss_rows = run.history["loss"][k_out] if record_loss else np.full(len(k_out), np.nan)
+    return Trajectory(rows, times=k_out * eta, steps=k_out, loss=loss_rows,
+                      n_grad_evals=run.steps_done, info={"method": "gd", "eta": eta,
+                                                         "dtype": str(flat.dtype)})
+
+
+def _gd_steps(times: Any, steps: Any, eta: float) -> np.ndarray:
+    """The GD iterates to record: ``times / eta`` (integers) or ``steps``."""
     if (times is None) == (steps is None):
         raise ValueError("give exactly one of times (matched flow times) or steps")
     if times is not None:
-        t = _check_times(times)
-        k_out = _steps_for(t, eta, "eta")
-    else:
-        if isinstance(steps, (int, np.integer)) and not isinstance(steps, bool):
-            if steps < 0:
-                raise ValueError(f"steps must be >= 0, got {steps}")
-            steps = np.arange(int(steps) + 1)
-        s = np.atleast_1d(np.asarray(steps))
-        if s.ndim != 1 or s.size == 0 or not np.issubdtype(s.dtype, np.integer):
-            raise ValueError("steps must be a non-empty 1-D array of ints")
-        if np.any(s < 0) or np.any(np.diff(s) < 0):
-            raise ValueError("steps must be >= 0 and sorted")
-        k_out = s.astype(np.int64)
-    flat = FlatLoss(model, loss_fn, inputs, targets)
-    counter = {"grad": 0, "loss": 0}
-    theta = torch.from_numpy(_initial(flat, counter))
-    rows = np.empty((len(k_out), flat.n_params))
-    loss_rows = np.full(len(k_out), np.nan)
-    k = 0
-    last = int(k_out[-1])
-    bar = progress(total=last, desc=desc or f"GD eta={eta:g}")
-    for i, target in enumerate(k_out):
-        while k < target:
-            loss, g = flat.loss_and_grad(theta)
-            counter["grad"] += 1
-            if not math.isfinite(loss) or not bool(torch.isfinite(g).all()):
-                bar.close()
-                raise NonFiniteLossError(f"GD with eta={eta:g}: non-finite loss or gradient at "
-                                         f"step {k} (loss={loss})")
-            theta = theta - eta * g.to(torch.float64).cpu()
-            k += 1
-            bar.update(1)
-        rows[i] = theta.numpy()
-    bar.close()
-    if record_loss:
-        loss_rows = _losses(flat, rows, counter)
-        if not np.all(np.isfinite(loss_rows)):
-            raise NonFiniteLossError(f"GD with eta={eta:g}: non-finite loss at a recorded step")
-    return Trajectory(rows, times=k_out * eta, steps=k_out, loss=loss_rows,
-                      n_grad_evals=counter["grad"], info={"method": "gd", "eta": eta,
-                                                          "dtype": str(flat.dtype)})
+        return _steps_for(_check_times(times), eta, "eta")
+    if isinstance(steps, (int, np.integer)) and not isinstance(steps, bool):
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        steps = np.arange(int(steps) + 1)
+    s = np.atleast_1d(np.asarray(steps))
+    if s.ndim != 1 or s.size == 0 or not np.issubdtype(s.dtype, np.integer):
+        raise ValueError("steps must be a non-empty 1-D array of ints")
+    if np.any(s < 0) or np.any(np.diff(s) < 0):
+        raise ValueError("steps must be >= 0 and sorted")
+    return s.astype(np.int64)
 
 
 def matched_distances(a: Any, b: Any) -> np.ndarray:
@@ -416,19 +396,12 @@ class GapPrediction:
 
     def predicted_distance(self, eta: float) -> np.ndarray:
         """``eta * ||C(t)||`` at each time."""
-        return _check_positive("eta", eta) * np.linalg.norm(self.C, axis=1)
+        return check_positive(eta, "eta") * np.linalg.norm(self.C, axis=1)
 
 
-def first_order_gap(
-    model: nn.Module,
-    loss_fn: LossFn,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    times: Any,
-    rtol: float = 1e-10,
-    atol: float = 1e-12,
-    method: str = "DOP853",
-) -> GapPrediction:
+def first_order_gap(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                    targets: torch.Tensor, times: Any, rtol: float = 1e-10, atol: float = 1e-12,
+                    method: str = "DOP853") -> GapPrediction:
     """The first-order term of the GD-flow gap, ``theta_GD(k eta) - theta(k eta) = eta C(k eta)
     + O(eta^2)``.
 
@@ -459,17 +432,8 @@ def first_order_gap(
             raise NonFiniteLossError(f"non-finite loss or gradient at flow time t={tt:.6g}")
         return out
 
-    z0 = np.concatenate([y0, np.zeros(P)])
-    if t[-1] == 0.0:
-        Z = np.repeat(z0[None, :], len(t), axis=0)
-        sol_info: dict[str, Any] = {"nfev": 0}
-    else:
-        sol = solve_ivp(fun, (0.0, float(t[-1])), z0, method=method, t_eval=t, rtol=rtol,
-                        atol=atol)
-        if sol.status != 0:
-            raise RuntimeError(f"solve_ivp ({method}) failed: {sol.message}")
-        Z = sol.y.T
-        sol_info = {"nfev": int(sol.nfev)}
+    Z, sol = _integrate(fun, np.concatenate([y0, np.zeros(P)]), t, method, rtol, atol)
+    sol_info = {"nfev": 0 if sol is None else int(sol.nfev)}
     rows = Z[:, :P].copy()
     loss = _losses(flat, rows, counter)
     info = {"method": method, "rtol": rtol, "atol": atol, **sol_info}
@@ -508,9 +472,9 @@ def curvature_along(
     method: str = DEFAULT_HVP_METHOD,
 ) -> CurvaturePath:
     """``lambda_min`` and ``lambda_max`` of the Hessian (Lanczos, both ends of one Krylov
-    space, :func:`lib.hessian.extreme_eigenvalues`, warm-started from the previous row's two
-    eigenvectors) and ``||theta''|| = ||H grad L||`` at each row of ``trajectory`` (flattened
-    parameters, e.g. a :class:`Trajectory` of the flow)."""
+    space, :func:`lib.hessian.eigenvalues_along`, warm-started from the previous row's two
+    eigenvectors, row ``i`` seeded with ``seed + i``) and ``||theta''|| = ||H grad L||`` at each
+    row of ``trajectory`` (flattened parameters, e.g. a :class:`Trajectory` of the flow)."""
     rows = np.asarray(trajectory, dtype=np.float64)
     if rows.ndim != 2:
         raise ValueError(f"trajectory must be 2-D (times, n_params), got shape {rows.shape}")
@@ -520,40 +484,20 @@ def curvature_along(
     flat = FlatLoss(model, loss_fn, inputs, targets)
     if rows.shape[1] != flat.n_params:
         raise ValueError(f"trajectory rows have {rows.shape[1]} entries, the model {flat.n_params}")
-    lam_min = np.empty(len(rows))
-    lam_max = np.empty(len(rows))
+    path = eigenvalues_along(model, loss_fn, inputs, targets, rows, which="both", tol=tol,
+                             max_iter=max_iter, seed=seed, seed_step=1, method=method,
+                             normalize=False, nonfinite="raise", desc="curvature")
     accel = np.empty(len(rows))
     gnorm = np.empty(len(rows))
-    n_hvp = 0
-    ok = True
-    v0 = None
-    bar = progress(total=len(rows), desc="curvature")
     for i in range(len(rows)):
-        bar.update(1)
-        theta = torch.from_numpy(np.ascontiguousarray(rows[i]))
-        lo, hi, info = extreme_eigenvalues(model, loss_fn, inputs, targets, v0=v0, tol=tol,
-                                           max_iter=max_iter, seed=seed + i, method=method,
-                                           theta=theta, require_convergence=False,
-                                           return_info=True)
-        lam_min[i], lam_max[i] = lo, hi
-        n_hvp += info.n_hvp
-        ok = ok and info.converged
-        lz = info.lanczos
-        v0 = lz.vectors_low[:, 0] + lz.vectors_high[:, 0]
-        op = hvp_operator_from_loss(flat, theta, method=method)
-        g = op.grad
-        accel[i] = float(op(g).to(torch.float64).norm())
-        gnorm[i] = float(g.to(torch.float64).norm())
-        n_hvp += 1
-    bar.close()
-    return CurvaturePath(times=np.asarray(t, dtype=np.float64), lam_min=lam_min, lam_max=lam_max,
-                         accel=accel, grad_norm=gnorm, n_hvp=n_hvp, converged=ok)
-
-
-def _cumtrapz(y: np.ndarray, t: np.ndarray) -> np.ndarray:
-    out = np.zeros_like(y, dtype=np.float64)
-    out[1:] = np.cumsum(0.5 * (y[1:] + y[:-1]) * np.diff(t))
-    return out
+        op = hvp_operator_from_loss(flat, torch.from_numpy(np.ascontiguousarray(rows[i])),
+                                    method=method)
+        accel[i] = float(op(op.grad).to(torch.float64).norm())
+        gnorm[i] = float(op.grad.to(torch.float64).norm())
+    return CurvaturePath(times=np.asarray(t, dtype=np.float64), lam_min=path.values[:, 0].copy(),
+                         lam_max=path.values[:, 1].copy(), accel=accel, grad_norm=gnorm,
+                         n_hvp=int(path.n_hvp.sum()) + len(rows),
+                         converged=bool(path.converged.all()))
 
 
 def negative_curvature_integral(times: Any, lam_min: Any) -> np.ndarray:
@@ -565,7 +509,7 @@ def negative_curvature_integral(times: Any, lam_min: Any) -> np.ndarray:
         raise ValueError(f"lam_min must have the shape of times {t.shape}, got {lm.shape}")
     if t[0] != 0.0:
         raise ValueError("times must start at 0")
-    return _cumtrapz(np.maximum(0.0, -lm), t)
+    return cumulative_trapezoid(np.maximum(0.0, -lm), t, initial=0)
 
 
 def first_order_bound(times: Any, lam_min: Any, accel: Any) -> np.ndarray:
@@ -578,7 +522,7 @@ def first_order_bound(times: Any, lam_min: Any, accel: Any) -> np.ndarray:
         raise ValueError(f"accel must have the shape of times {t.shape}, got {a.shape}")
     big = negative_curvature_integral(t, lam_min)  # Lambda(t) = int_0^t lambda_-
     # (1/2) int_0^t exp(Lambda(t) - Lambda(s)) a(s) ds = (1/2) exp(Lambda(t)) int_0^t exp(-Lambda) a
-    inner = _cumtrapz(np.exp(-big) * a, t)
+    inner = cumulative_trapezoid(np.exp(-big) * a, t, initial=0)
     return 0.5 * np.exp(big) * inner
 
 

@@ -6,7 +6,7 @@ Numerical Algorithms* (2nd ed., SIAM 2002), ch. 2; the formats are IEEE 754 bina
 binary64 and Google's bfloat16.  The chapter *Floating-point error in backprop* uses this module
 to test the setting of Karner, Kazeev and Petersen (Adv. Comput. Math. 50:14, 2024).
 
-Four layers:
+Five layers:
 
 * **Formats** -- :class:`FloatFormat` (precision ``p``, exponent range, unit roundoff
   ``u = 2^-p``, machine epsilon ``2u``, smallest normal/subnormal, largest) derived from the
@@ -25,14 +25,16 @@ Four layers:
   :func:`errors_by_depth` turn both into forward and gradient errors;
   :func:`preactivation_slopes` gives the exact derivatives of all pre-activations with respect
   to the input (assumption (B) of Karner et al.).
+* **Representability and resolution** -- :func:`representable` (is an exact number a float
+  of the format) and :func:`resolved_pieces` (does an open piece contain a float of the
+  format, so that an input in that format can land in it).
 * **The chapter's measurements** -- :func:`random_reals` (exact stand-ins for real inputs,
   finer than float64), :func:`sawtooth_orbits` (the sawtooth's forward error along its layers
   and the layer at which each float orbit meets a kink), :func:`kink_depth` (after which every
-  float orbit is dead), :func:`tent_net` and :func:`tent_lyapunov` (a tent map with its kink off
-  ``1/2``, whose arithmetic is inexact), :func:`total_variation` and :func:`expected_crossings`
-  (the one-neuron estimate behind Karner et al.'s theorem, exactly), :func:`collapse_level`
-  and :func:`piece_hooks` (exact and visible piece counts as :func:`lib.train.gd` hooks, from
-  :mod:`lib.pieces`).
+  float orbit is dead), :func:`tent_lyapunov` (the error growth of the tent networks of
+  :func:`lib.nets.tent_net`), :func:`total_variation` and :func:`expected_crossings` (the
+  one-neuron estimate behind Karner et al.'s theorem, exactly) and :func:`collapse_level`.
+  The exact engine behind :func:`reference` is the private module ``lib._reference``.
 
 Networks are ``nn.Sequential`` of ``nn.Linear`` and ``nn.ReLU`` with scalar input and output
 (inputs of shape ``(n, 1)``), as everywhere in the book.  Parameters are flattened in the
@@ -42,38 +44,40 @@ order of ``net.named_parameters()`` (``weight`` row-major, then ``bias``, layer 
 from __future__ import annotations
 
 import copy
+import importlib
 import math
+import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from numbers import Rational
 from typing import Any
 
+import mpmath
 import numpy as np
 import torch
 from torch import nn
 
-from lib.sawtooth import InvalidArgumentError, to_fraction
+from lib import _reference as engine
+from lib.config import progress
+from lib.exact import (FLOAT_DTYPES, FORMAT_NAMES, check_count, check_dtype, dyadic_integers,
+                       linear_relu_layers, to_fraction)
+from lib.sawtooth import hat, hat_numerator
 from lib.seeding import check_seed
 
 __all__ = [
     "SUPPORTED_DTYPES", "FORMAT_NAMES", "OBJECTIVES", "ARITHMETICS", "FloatFormat",
     "float_format", "unit_roundoff", "machine_epsilon", "formats_table",
     "round_exact", "round_to_format", "to_format", "ulp", "ulp_error", "relative_error", "absolute_error",
+    "representable", "resolved_pieces",
     "Evaluation", "Reference", "ErrorReport", "evaluate", "reference", "compare",
-    "errors_by_depth", "preactivation_slopes", "tent_net", "tent_lyapunov",
+    "errors_by_depth", "preactivation_slopes", "tent_lyapunov",
     "format_name", "kink_depth", "SawtoothOrbits", "sawtooth_orbits", "total_variation",
-    "expected_crossings", "collapse_level", "piece_hooks", "random_reals",
+    "expected_crossings", "collapse_level", "random_reals",
 ]
 
-#: The four formats of the book, narrowest first.
-SUPPORTED_DTYPES: tuple[torch.dtype, ...] = (
-    torch.float16, torch.bfloat16, torch.float32, torch.float64,
-)
-FORMAT_NAMES: dict[str, torch.dtype] = {
-    "float16": torch.float16, "bfloat16": torch.bfloat16,
-    "float32": torch.float32, "float64": torch.float64,
-}
+#: The four formats of the book, narrowest first (:data:`lib.exact.FLOAT_DTYPES`).
+SUPPORTED_DTYPES = FLOAT_DTYPES
 #: The scalar objectives whose parameter gradient :func:`evaluate`/:func:`reference` compute.
 OBJECTIVES = ("mse", "mean_output")
 #: Reference arithmetics.
@@ -88,22 +92,21 @@ _IEEE: dict[torch.dtype, tuple[int, int, int]] = {
     torch.float64: (64, 53, 1023),
 }
 
+# Kept for the chapters; removed when the chapters move to lib.nets.tent_net and
+# lib.train.piece_hooks (resolved on first use: lib.nets and lib.train import this module).
+_MOVED = {"tent_net": "lib.nets", "piece_hooks": "lib.train"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # =========================================================================== formats
-def _check_dtype(dtype: Any, name: str = "dtype") -> torch.dtype:
-    """Return the torch dtype for ``dtype`` (a torch dtype or a format name) or raise."""
-    if isinstance(dtype, str) and dtype in FORMAT_NAMES:
-        return FORMAT_NAMES[dtype]
-    if isinstance(dtype, torch.dtype) and dtype in _IEEE:
-        return dtype
-    names = ", ".join(FORMAT_NAMES)
-    raise InvalidArgumentError(f"{name} must be one of {names} (a torch dtype or its name), "
-                               f"got {dtype!r}")
-
-
 def format_name(dtype: Any) -> str:
     """``"float16"``, ``"bfloat16"``, ``"float32"`` or ``"float64"``."""
-    return str(_check_dtype(dtype)).replace("torch.", "")
+    return str(check_dtype(dtype)).replace("torch.", "")
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,7 @@ class FloatFormat:
 
 def float_format(dtype: Any) -> FloatFormat:
     """The :class:`FloatFormat` of ``dtype`` (``torch.float16``, ..., or its name)."""
-    dtype = _check_dtype(dtype)
+    dtype = check_dtype(dtype)
     bits, p, emax = _IEEE[dtype]
     return FloatFormat(format_name(dtype), dtype, bits, p, emax)
 
@@ -237,7 +240,7 @@ def round_to_format(x: Any, dtype: Any) -> torch.Tensor:
     this function never is (tested against :func:`round_exact`).  Values beyond the largest
     float become ``inf`` with the sign, as in IEEE.
     """
-    dtype = _check_dtype(dtype)
+    dtype = check_dtype(dtype)
     fmt = float_format(dtype)
     if isinstance(x, (list, tuple)) and any(
             isinstance(v, Rational) and not isinstance(v, (int, bool)) for v in x):
@@ -266,7 +269,7 @@ def round_to_format(x: Any, dtype: Any) -> torch.Tensor:
 def to_format(net: nn.Module, dtype: Any) -> nn.Module:
     """A deep copy of ``net`` in ``dtype`` whose parameters are *correctly* rounded
     (:func:`round_to_format`), unlike ``net.to(dtype)`` for float16/bfloat16."""
-    dtype = _check_dtype(dtype)
+    dtype = check_dtype(dtype)
     if not isinstance(net, nn.Module):
         raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
     out = copy.deepcopy(net).to(dtype)
@@ -307,22 +310,14 @@ def _exact_list(values: Any) -> list[Any]:
         values = values.reshape(-1).tolist()
     elif not isinstance(values, (list, tuple)):
         values = [values]
-    return [v if _is_mpf(v) else to_fraction(v) for v in values]
-
-
-def _is_mpf(v: Any) -> bool:
-    import mpmath
-
-    return isinstance(v, mpmath.mpf)
+    return [v if engine.is_mpf(v) else to_fraction(v) for v in values]
 
 
 def _difference(a: Any, b: Any) -> float:
     """``|a - b|`` as a float, computed exactly (or in mpmath when one side is an mpf)."""
-    if _is_mpf(a) or _is_mpf(b):
-        import mpmath
-
+    if engine.is_mpf(a) or engine.is_mpf(b):
         def mp(v: Any) -> Any:
-            return v if _is_mpf(v) else mpmath.mpf(v.numerator) / v.denominator
+            return v if engine.is_mpf(v) else mpmath.mpf(v.numerator) / v.denominator
 
         return float(abs(mp(a) - mp(b)))
     return float(abs(a - b))
@@ -371,16 +366,61 @@ def relative_error(computed: Any, ref: Any) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
+# =========================================================================== representability
+def representable(values: Sequence[Any], dtype: torch.dtype) -> np.ndarray:
+    """Whether each exact number is a finite number of ``dtype``.
+
+    ``values``: a float64 array (taken exactly; vectorised) or a sequence of ``Fraction``,
+    ints or floats (each converted exactly).
+    """
+    if isinstance(values, np.ndarray) and values.dtype == np.float64:
+        f = values
+        exact64 = np.isfinite(f)
+    else:
+        ts = [to_fraction(v, "values[i]") for v in values]
+        f = np.array([float(t) for t in ts], dtype=np.float64)
+        exact64 = np.array([math.isfinite(x) and Fraction(x) == t for x, t in zip(f.tolist(), ts)],
+                           dtype=bool)
+    r = torch.from_numpy(f).to(dtype).to(torch.float64).numpy()
+    return exact64 & (r == f)
+
+
+def _next_above(t: Fraction, dtype: torch.dtype) -> Fraction:
+    """The smallest number of ``dtype`` strictly above ``t`` (may be +inf)."""
+    r = torch.tensor(float(t), dtype=torch.float64).to(dtype)
+    inf = torch.tensor(math.inf, dtype=dtype)
+    down = torch.tensor(-math.inf, dtype=dtype)
+    while r.item() != math.inf and Fraction(r.item()) <= t:
+        r = torch.nextafter(r, inf)
+    while True:
+        prev = torch.nextafter(r, down)
+        if prev.item() == -math.inf or not Fraction(prev.item()) > t:
+            break
+        r = prev
+    return Fraction(r.item()) if math.isfinite(r.item()) else Fraction(10**400)
+
+
+def resolved_pieces(edges: Sequence[Any], dtype: torch.dtype) -> np.ndarray:
+    """For consecutive ``edges`` (exact numbers), whether the open piece between two of them
+    contains a number of ``dtype``: only then can an input of that format land inside it.
+
+    ``edges``: ``[lo, breakpoints..., hi]`` as Fractions or float64 values (taken exactly).
+    Float64 input is handled vectorised; Fractions one by one.
+    """
+    if isinstance(edges, np.ndarray) and edges.dtype == np.float64:
+        e = torch.from_numpy(edges)
+        r = e.to(dtype)
+        up = torch.where(r.to(torch.float64) > e, r,
+                         torch.nextafter(r, torch.full_like(r, math.inf)))
+        return (up.to(torch.float64)[:-1] < e[1:]).numpy()
+    ts = [to_fraction(v, "edges[i]") for v in edges]
+    return np.array([_next_above(a, dtype) < b for a, b in zip(ts, ts[1:])], dtype=bool)
+
+
 # =========================================================================== networks
 def _layers(net: Any) -> list[nn.Module]:
-    """The layers of a Linear/ReLU ``nn.Sequential`` (checked by :mod:`lib.sawtooth`) with
-    scalar input and output."""
-    from lib.sawtooth import _layers as sequential_layers
-
-    layers = sequential_layers(net)
-    if layers[0].in_features != 1 or layers[-1].out_features != 1:
-        raise ValueError("net must have scalar input and output (in_features = out_features = 1)")
-    return layers
+    """The layers of a Linear/ReLU ``nn.Sequential`` with scalar input and output."""
+    return linear_relu_layers(net, scalar_io=True)
 
 
 def _check_objective(objective: Any, targets: Any) -> str:
@@ -425,7 +465,7 @@ def evaluate(net: nn.Sequential, x: Any, dtype: Any, *, objective: str = "mse",
     ``"mean_output"``, ``mean_i N(x_i)`` (whose gradient is the backward pass alone).
     """
     _layers(net)
-    dtype = _check_dtype(dtype)
+    dtype = check_dtype(dtype)
     objective = _check_objective(objective, targets)
     model = to_format(net, dtype)
     xs = _round_values(x, dtype).reshape(-1, 1)
@@ -460,172 +500,6 @@ def _as_list(x: Any) -> list[Any]:
     if isinstance(x, (list, tuple)):
         return list(x)
     return [x]
-
-
-# --------------------------------------------------------------------------- exact engine
-class _Arr:
-    """An array of numbers ``v * 2^e``: ``v`` an object ndarray of Python ints (the dyadic
-    backend, one shared exponent ``e``) or of Fractions / mpmath numbers (``e = 0``)."""
-
-    __slots__ = ("v", "e")
-
-    def __init__(self, v: np.ndarray, e: int = 0) -> None:
-        self.v, self.e = v, e
-
-    def __add__(self, other: _Arr) -> _Arr:
-        if self.e == other.e:
-            return _Arr(self.v + other.v, self.e)
-        if self.e > other.e:
-            return _Arr(self.v * (1 << (self.e - other.e)) + other.v, other.e)
-        return _Arr(self.v + other.v * (1 << (other.e - self.e)), self.e)
-
-    def __sub__(self, other: _Arr) -> _Arr:
-        return self + _Arr(-other.v, other.e)
-
-    def __mul__(self, other: _Arr) -> _Arr:
-        return _Arr(self.v * other.v, self.e + other.e)
-
-    def __matmul__(self, other: _Arr) -> _Arr:
-        return _Arr(self.v @ other.v, self.e + other.e)
-
-    @property
-    def T(self) -> _Arr:
-        return _Arr(self.v.T, self.e)
-
-    def sum0(self) -> _Arr:
-        return _Arr(np.sum(self.v, axis=0), self.e)
-
-    def exact(self, backend: str) -> list[Any]:
-        """Flat list of values: Fractions (exact backends) or mpf."""
-        flat = self.v.reshape(-1).tolist()
-        if backend == "dyadic":
-            scale = Fraction(2) ** self.e
-            return [Fraction(int(v)) * scale for v in flat]
-        return list(flat)
-
-
-def _dyadic_parts(q: Fraction) -> tuple[int, int] | None:
-    """``(m, k)`` with ``q = m / 2^k``, or None if the denominator is not a power of two."""
-    d = q.denominator
-    if d & (d - 1):
-        return None
-    return q.numerator, d.bit_length() - 1
-
-
-def _make(values: Sequence[Any], shape: tuple[int, ...], backend: str) -> _Arr:
-    """An :class:`_Arr` holding exact numbers ``values`` (Fractions / ints) in ``backend``."""
-    if backend == "dyadic":
-        parts = [_dyadic_parts(to_fraction(v)) for v in values]
-        k = max((p[1] for p in parts), default=0)
-        ints = np.empty(len(parts), dtype=object)
-        for i, (m, kk) in enumerate(parts):
-            ints[i] = m << (k - kk)
-        return _Arr(ints.reshape(shape), -k)
-    out = np.empty(len(values), dtype=object)
-    if backend == "fraction":
-        for i, v in enumerate(values):
-            out[i] = to_fraction(v)
-    else:  # mpmath, at the current working precision
-        import mpmath
-
-        for i, v in enumerate(values):
-            if _is_mpf(v):
-                out[i] = +v
-            else:
-                q = to_fraction(v)
-                out[i] = mpmath.mpf(q.numerator) / q.denominator
-    return _Arr(out.reshape(shape), 0)
-
-
-def _mask(pos: np.ndarray, zero: np.ndarray, at_zero: Fraction, backend: str) -> _Arr:
-    """The ReLU derivative per entry: 1 where ``pos``, ``at_zero`` where ``zero``, else 0."""
-    if backend == "dyadic":
-        m, k = _dyadic_parts(at_zero)  # checked dyadic by the caller
-        one = 1 << k
-        v = np.where(pos, one, np.where(zero, m, 0)).astype(object)
-        return _Arr(v, -k)
-    if backend == "fraction":
-        v = np.where(pos, Fraction(1), np.where(zero, at_zero, Fraction(0))).astype(object)
-        return _Arr(v, 0)
-    import mpmath
-
-    z = mpmath.mpf(at_zero.numerator) / at_zero.denominator
-    v = np.where(pos, mpmath.mpf(1), np.where(zero, z, mpmath.mpf(0))).astype(object)
-    return _Arr(v, 0)
-
-
-@dataclass
-class _Pass:
-    values: _Arr
-    inputs: list[_Arr]          # input of each Linear layer, (n, k)
-    masks: list[tuple[np.ndarray, np.ndarray]]  # (pos, zero) of each ReLU layer, (n, width)
-    preacts: list[_Arr]         # pre-activations of each ReLU layer
-    tangents: list[_Arr] | None  # d(pre-activation)/dx of each ReLU layer
-
-
-def _exact_layers(net: nn.Sequential, backend: str) -> list[tuple[_Arr, _Arr] | None]:
-    out: list[tuple[_Arr, _Arr] | None] = []
-    for layer in _layers(net):
-        if isinstance(layer, nn.Linear):
-            w = layer.weight.detach().to("cpu", torch.float64)
-            b = (layer.bias.detach().to("cpu", torch.float64) if layer.bias is not None
-                 else torch.zeros(layer.out_features, dtype=torch.float64))
-            out.append((_make(w.reshape(-1).tolist(), tuple(w.shape), backend),
-                        _make(b.tolist(), (1, b.numel()), backend)))
-        else:
-            out.append(None)
-    return out
-
-
-def _forward(layers: list[tuple[_Arr, _Arr] | None], x: _Arr, backend: str,
-             at_zero: Fraction, tangents: bool) -> _Pass:
-    a = x
-    t = _make([1] * x.v.shape[0], x.v.shape, backend) if tangents else None
-    inputs, masks, preacts, tans = [], [], [], []
-    z: _Arr | None = None
-    for item in layers:
-        if item is not None:
-            w, b = item
-            inputs.append(a)
-            z = a @ w.T + b
-            a = z
-            if t is not None:
-                t = t @ w.T
-        else:
-            assert z is not None
-            pos, zero = z.v > 0, z.v == 0
-            masks.append((pos, zero))
-            preacts.append(z)
-            if t is not None:
-                tans.append(t)
-                t = t * _mask(pos, zero, at_zero, backend)
-            a = _Arr(np.where(pos, z.v, 0).astype(object), z.e)
-            z = a
-    return _Pass(values=a, inputs=inputs, masks=masks, preacts=preacts,
-                 tangents=tans if tangents else None)
-
-
-def _backward(layers: list[tuple[_Arr, _Arr] | None], fwd: _Pass, cot: _Arr, backend: str,
-              at_zero: Fraction) -> list[_Arr]:
-    """Gradients of ``sum_i cot_i N(x_i)`` w.r.t. each Linear's weight and bias, in
-    ``named_parameters`` order."""
-    grads: list[_Arr] = []
-    delta = cot  # (n, out)
-    li, mi = len(fwd.inputs) - 1, len(fwd.masks) - 1
-    for item in reversed(layers):
-        if item is not None:
-            w, _ = item
-            a_in = fwd.inputs[li]
-            li -= 1
-            grads.append(delta.sum0())          # bias
-            grads.append(delta.T @ a_in)        # weight, (out, in)
-            delta = delta @ w
-        else:
-            pos, zero = fwd.masks[mi]
-            mi -= 1
-            delta = delta * _mask(pos, zero, at_zero, backend)
-    grads.reverse()
-    return grads
 
 
 @dataclass
@@ -670,16 +544,6 @@ def _check_dps(dps: Any) -> int:
     return int(dps)
 
 
-def _backend(arithmetic: str, exact_values: Iterable[Fraction], at_zero: Fraction) -> str:
-    if arithmetic not in ARITHMETICS:
-        raise ValueError(f"arithmetic must be one of {ARITHMETICS}, got {arithmetic!r}")
-    if arithmetic == "mpmath":
-        return "mpmath"
-    dyadic = _dyadic_parts(at_zero) is not None and all(
-        _dyadic_parts(v) is not None for v in exact_values)
-    return "dyadic" if dyadic else "fraction"
-
-
 def reference(net: nn.Sequential, x: Any, *, objective: str = "mse", targets: Any = None,
               arithmetic: str = "exact", dps: int = 50,
               relu_prime_at_zero: Any = 0) -> Reference:
@@ -693,7 +557,7 @@ def reference(net: nn.Sequential, x: Any, *, objective: str = "mse", targets: An
     ``relu_prime_at_zero``: the value used for ``relu'(0)`` in the backward pass (PyTorch
     uses 0).  ``objective`` and ``targets`` as in :func:`evaluate`.
     """
-    _layers(net)
+    layers = _layers(net)
     objective = _check_objective(objective, targets)
     at_zero = _check_at_zero(relu_prime_at_zero)
     xs = _exact_list(_as_list(x))
@@ -703,49 +567,25 @@ def reference(net: nn.Sequential, x: Any, *, objective: str = "mse", targets: An
     if not xs:
         raise ValueError("x must contain at least one input")
     exact_inputs = [v for v in xs + (ys or []) if isinstance(v, Fraction)]
-    if any(_is_mpf(v) for v in xs + (ys or [])) and arithmetic == "exact":
+    if any(engine.is_mpf(v) for v in xs + (ys or [])) and arithmetic == "exact":
         raise TypeError("x and targets must be exact numbers for arithmetic='exact' "
                         "(got mpmath numbers)")
-    backend = _backend(arithmetic, exact_inputs, at_zero)
+    if arithmetic not in ARITHMETICS:
+        raise ValueError(f"arithmetic must be one of {ARITHMETICS}, got {arithmetic!r}")
+    backend = engine.choose_backend(arithmetic, exact_inputs, at_zero)
     if arithmetic == "mpmath":
-        import mpmath
-
         dps = _check_dps(dps)
         with mpmath.workdps(dps):
-            return _reference(net, xs, ys, objective, backend, at_zero, dps)
-    return _reference(net, xs, ys, objective, backend, at_zero, None)
-
-
-def _reference(net: nn.Sequential, xs: list[Any], ys: list[Any] | None, objective: str,
-               backend: str, at_zero: Fraction, dps: int | None) -> Reference:
-    n = len(xs)
-    layers = _exact_layers(net, backend)
-    x = _make(xs, (n, 1), backend)
-    fwd = _forward(layers, x, backend, at_zero, tangents=False)
-    if objective == "mse":
-        assert ys is not None
-        resid = fwd.values - _make(ys, (n, 1), backend)
-        cot, scale = resid, Fraction(2, n)
-        sq = (resid * resid).sum0().exact(backend)[0]
-        loss = _scale(sq, Fraction(1, n), backend)
+            out = engine.objective_and_gradient(layers, xs, ys, objective, backend, at_zero)
     else:
-        cot, scale = _make([1] * n, (n, 1), backend), Fraction(1, n)
-        loss = _scale(fwd.values.sum0().exact(backend)[0], Fraction(1, n), backend)
-    grads = _backward(layers, fwd, cot, backend, at_zero)
-    flat = [_scale(v, scale, backend) for g in grads for v in g.exact(backend)]
-    zeros = [z for _, z in fwd.masks]
+        dps = None
+        out = engine.objective_and_gradient(layers, xs, ys, objective, backend, at_zero)
+    zeros = out.pop("zeros")
     kink_points = (np.any(np.concatenate(zeros, axis=1), axis=1) if zeros
-                   else np.zeros(n, dtype=bool))
-    return Reference(values=fwd.values.exact(backend), loss=loss, grad=flat,
-                     objective=objective, arithmetic="mpmath" if backend == "mpmath" else "exact",
-                     dps=dps, relu_prime_at_zero=at_zero, kink_points=np.asarray(kink_points, bool),
+                   else np.zeros(len(xs), dtype=bool))
+    return Reference(**out, objective=objective, arithmetic=arithmetic, dps=dps,
+                     relu_prime_at_zero=at_zero, kink_points=np.asarray(kink_points, bool),
                      kinks=int(sum(int(np.sum(z)) for z in zeros)), names=_param_names(net))
-
-
-def _scale(v: Any, s: Fraction, backend: str) -> Any:
-    if backend == "mpmath":
-        return v * s.numerator / s.denominator
-    return v * s
 
 
 def preactivation_slopes(net: nn.Sequential, x: Any, *, relu_prime_at_zero: Any = 0) -> list[np.ndarray]:
@@ -760,15 +600,7 @@ def preactivation_slopes(net: nn.Sequential, x: Any, *, relu_prime_at_zero: Any 
     xs = _exact_list(_as_list(x))
     if not xs:
         raise ValueError("x must contain at least one input")
-    backend = _backend("exact", xs, at_zero)
-    layers = _exact_layers(net, backend)
-    fwd = _forward(layers, _make(xs, (len(xs), 1), backend), backend, at_zero, tangents=True)
-    out = []
-    assert fwd.tangents is not None
-    for t in fwd.tangents:
-        vals = np.array([abs(float(v)) for v in t.exact(backend)]).reshape(t.v.shape)
-        out.append(vals.max(axis=0))
-    return out
+    return [t.max(axis=0) for t in engine.tangents(_layers(net), xs, at_zero)]
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -815,7 +647,7 @@ def compare(net: nn.Sequential, x: Any, dtype: Any, *, objective: str = "mse",
     So the errors include the rounding of the inputs, targets and weights as well as the
     arithmetic; pass inputs already rounded to ``dtype`` to see the arithmetic alone.
     """
-    dtype = _check_dtype(dtype)
+    dtype = check_dtype(dtype)
     ev = evaluate(net, x, dtype, objective=objective, targets=targets)
     if ref is None:
         ref = reference(net, x, objective=objective, targets=targets, arithmetic=arithmetic,
@@ -828,7 +660,7 @@ def compare(net: nn.Sequential, x: Any, dtype: Any, *, objective: str = "mse",
         rel = np.where(ref_mag > 0, fwd_diff / np.where(ref_mag > 0, ref_mag, 1.0),
                        np.where(fwd_diff == 0, 0.0, np.inf))
     fmt = float_format(dtype)
-    ulps = np.array([d / float(_quantum(r if isinstance(r, Fraction) else _mp_to_fraction(r), fmt))
+    ulps = np.array([d / float(_quantum(r if isinstance(r, Fraction) else engine.mp_to_fraction(r), fmt))
                      for d, r in zip(fwd_diff, ref.values)])
     g_diff = np.array([_float_minus(c, r) for c, r in zip(ev.grad, ref.grad)])
     g_ref = np.array([float(r) for r in ref.grad])
@@ -849,15 +681,8 @@ def _float_minus(c: float, r: Any) -> float:
     c = float(c)
     if not math.isfinite(c):
         return math.inf
-    exact = r if isinstance(r, Fraction) else _mp_to_fraction(r)
+    exact = r if isinstance(r, Fraction) else engine.mp_to_fraction(r)
     return float(abs(Fraction(c) - exact))
-
-
-def _mp_to_fraction(v: Any) -> Fraction:
-    import mpmath
-
-    m, e = mpmath.mpf(v).man_exp
-    return Fraction(int(m)) * Fraction(2) ** int(e)
 
 
 def errors_by_depth(build: Callable[[int], nn.Sequential], depths: Iterable[int], x: Any,
@@ -872,9 +697,7 @@ def errors_by_depth(build: Callable[[int], nn.Sequential], depths: Iterable[int]
     the unrounded inputs) is shared by the formats.  Returns a list of rows
     ``{"depth", "format", **ErrorReport.as_dict()}``.
     """
-    from lib.config import progress
-
-    dtypes = [_check_dtype(d) for d in dtypes]
+    dtypes = [check_dtype(d) for d in dtypes]
     depths = list(depths)
     rows = []
     for depth in progress(depths, desc=progress_desc or "depths"):
@@ -889,41 +712,6 @@ def errors_by_depth(build: Callable[[int], nn.Sequential], depths: Iterable[int]
 
 
 # =========================================================================== constructions
-def tent_net(depth: int, apex: float, dtype: Any = torch.float64) -> nn.Sequential:
-    """The tent map with its kink at ``apex`` in (0, 1), composed ``depth`` times, as a ReLU
-    network with ``depth`` hidden layers of width 3:
-    ``T(y) = y/a`` on ``[0, a]``, ``(1 - y)/(1 - a)`` on ``[a, 1]``, 0 outside, i.e.
-    ``T(y) = sigma(y)/a - (1/a + 1/(1-a)) sigma(y - a) + sigma(y - 1)/(1 - a)``.
-
-    The weights are computed in float64 and rounded to ``dtype`` (correctly), so the network
-    in each format realises a slightly different tent; ``apex = 1/2`` gives the hat map.  Its
-    orbits expand errors by about ``exp(tent_lyapunov(apex))`` per layer.
-    """
-    from lib.sawtooth import _check_count
-
-    depth = _check_count(depth, "depth")
-    dtype = _check_dtype(dtype)
-    if isinstance(apex, bool) or not isinstance(apex, (int, float)) or not 0 < apex < 1:
-        raise ValueError(f"apex must be a number in (0, 1), got {apex!r}")
-    a = float(apex)
-    out_w = torch.tensor([[1 / a, -(1 / a + 1 / (1 - a)), 1 / (1 - a)]], dtype=torch.float64)
-    shifts = torch.tensor([0.0, -a, -1.0], dtype=torch.float64)
-    layers: list[nn.Module] = []
-    for i in range(depth):
-        lin = nn.utils.skip_init(nn.Linear, 1 if i == 0 else 3, 3, dtype=torch.float64)
-        with torch.no_grad():
-            lin.weight.copy_(torch.ones(3, 1, dtype=torch.float64) if i == 0
-                             else torch.ones(3, 1, dtype=torch.float64) @ out_w)
-            lin.bias.copy_(shifts)
-        layers += [lin, nn.ReLU()]
-    last = nn.utils.skip_init(nn.Linear, 3, 1, dtype=torch.float64)
-    with torch.no_grad():
-        last.weight.copy_(out_w)
-        last.bias.zero_()
-    layers.append(last)
-    return to_format(nn.Sequential(*layers), dtype)
-
-
 def tent_lyapunov(apex: float) -> float:
     """Lyapunov exponent of the tent map with kink at ``a`` (invariant measure: Lebesgue):
     ``a log(1/a) + (1 - a) log(1/(1 - a))`` (natural log); ``log 2`` for ``a = 1/2``."""
@@ -938,12 +726,8 @@ def random_reals(n: int, *, seed: int, bits: int = 96) -> list[Fraction]:
     """``n`` numbers ``k / 2^bits`` with ``k`` uniform in ``[0, 2^bits)`` (Python's ``random``
     seeded with ``seed``), as exact Fractions: stand-ins for real inputs in ``[0, 1)`` that are
     finer than every format, float64 included, so that rounding them is never trivial."""
-    from lib.sawtooth import _check_count
-
-    n = _check_count(n, "n")
-    bits = _check_count(bits, "bits")
-    import random
-
+    n = check_count(n, "n")
+    bits = check_count(bits, "bits")
     rng = random.Random(check_seed(seed))
     return [Fraction(rng.getrandbits(bits), 1 << bits) for _ in range(n)]
 
@@ -994,28 +778,23 @@ def sawtooth_orbits(x: Sequence[Any], max_depth: int, dtype: Any) -> SawtoothOrb
     :func:`lib.sawtooth.hat` on a tensor of ``dtype`` (the same operations as one layer of
     ``sawtooth_net``); the exact one integer arithmetic.  Errors are formed exactly.
     """
-    from lib.sawtooth import _check_count, _g_int, hat
-
-    max_depth = _check_count(max_depth, "max_depth")
-    dtype = _check_dtype(dtype)
+    max_depth = check_count(max_depth, "max_depth")
+    dtype = check_dtype(dtype)
     xs = [to_fraction(v) for v in _as_list(x)]
     if not xs:
         raise ValueError("x must contain at least one input")
     if any(not 0 <= v <= 1 for v in xs):
         raise ValueError("x must lie in [0, 1]")
-    parts = [_dyadic_parts(v) for v in xs]
-    if any(p is None for p in parts):
-        raise ValueError("x must be dyadic rationals (power-of-two denominators)")
-    k = max(p[1] for p in parts)  # type: ignore[index]
+    try:
+        exact, k = dyadic_integers(xs)
+    except ValueError:
+        raise ValueError("x must be dyadic rationals (power-of-two denominators)") from None
     den = 1 << k
-    exact = [m << (k - kk) for m, kk in parts]  # type: ignore[misc]
     rounded = _round_values(xs, dtype)
     xr = [Fraction(v) for v in rounded.to(torch.float64).tolist()]
     # the rounded orbit, exactly: integers over the rounded inputs' common denominator
-    rparts = [_dyadic_parts(v) for v in xr]
-    kr = max(p[1] for p in rparts)  # type: ignore[index]
+    exact_r, kr = dyadic_integers(xr)
     dr = 1 << kr
-    exact_r = [m << (kr - kk) for m, kk in rparts]  # type: ignore[misc]
     n = len(xs)
     dist = np.array([float(abs(a - b)) for a, b in zip(xr, xs)])
     errors = np.empty((max_depth, n))
@@ -1027,8 +806,8 @@ def sawtooth_orbits(x: Sequence[Any], max_depth: int, dtype: Any) -> SawtoothOrb
         at_kink = np.array([2 * v in (0, dr) or v == dr for v in exact_r])
         first = np.where(at_kink & (first > depth), depth, first)
         y = hat(y)
-        exact = [_g_int(v, den) for v in exact]
-        exact_r = [_g_int(v, dr) for v in exact_r]
+        exact = [hat_numerator(v, den) for v in exact]
+        exact_r = [hat_numerator(v, dr) for v in exact_r]
         vals = y.to(torch.float64).tolist()
         all_exact = all_exact and all(Fraction(v) == Fraction(e, dr) for v, e in zip(vals, exact_r))
         errors[depth - 1] = [float(abs(Fraction(v) - Fraction(e, den))) for v, e in zip(vals, exact)]
@@ -1094,26 +873,3 @@ def collapse_level(levels: Sequence[float], fractions: Sequence[float],
     fa, fb = fr[i - 1], fr[i]
     t = (fa - threshold) / (fa - fb)
     return float(math.exp(a + t * (b - a)))
-
-
-def piece_hooks(min_width: float, interval: Any = (0.0, 1.0)) -> dict[str, Callable[[nn.Module, int], int]]:
-    """Hooks for :func:`lib.train.gd`: ``"pieces"`` (exact count, :func:`lib.pieces.count_pieces`)
-    and ``"visible"`` (pieces wider than ``min_width``, :func:`lib.pieces.piece_widths`) of the
-    trained network on ``interval``, one piece analysis per recorded step."""
-    from lib import pieces
-
-    if not (isinstance(min_width, (int, float)) and not isinstance(min_width, bool)
-            and math.isfinite(min_width) and min_width >= 0):
-        raise ValueError(f"min_width must be a finite number >= 0, got {min_width!r}")
-    cache: dict[tuple[int, int, bytes], np.ndarray] = {}
-
-    def widths(model: nn.Module, step: int) -> np.ndarray:
-        state = b"".join(p.detach().to("cpu", torch.float64).numpy().tobytes() for p in model.parameters())
-        key = (id(model), step, state)
-        if key not in cache:
-            cache.clear()
-            cache[key] = pieces.piece_widths(model, interval)
-        return cache[key]
-
-    return {"pieces": lambda m, s: int(widths(m, s).size),
-            "visible": lambda m, s: int((widths(m, s) > min_width).sum())}

@@ -18,8 +18,12 @@ fixed).  The computation runs in the parameters' dtype; ``inputs`` must have tha
   symmetric operator, with a residual tolerance relative to the operator's norm (so it does
   not stall near minima, where ``scipy.sparse.linalg.eigsh(which='SA')`` asks for a residual
   relative to an eigenvalue close to zero), warm starts and a count of products.
-* :func:`top_eigenvalues`, :func:`min_eigenvalue`, :func:`extreme_eigenvalues` -- the sharpness
-  ``lambda_max`` (Cohen et al. 2021) and ``lambda_min`` (Elkabetz & Cohen 2021) of a model's loss.
+* :func:`eigenvalues` -- the one entry point: the sharpness ``lambda_max`` (Cohen et al. 2021),
+  ``lambda_min`` (Elkabetz & Cohen 2021) or both ends of a model's loss Hessian (``which``);
+  :func:`top_eigenvalues`, :func:`min_eigenvalue` and :func:`extreme_eigenvalues` are its
+  three former names.
+* :class:`EigenTracker` and :func:`eigenvalues_along` -- eigenvalues along a trajectory, each
+  Lanczos run warm-started from the previous point's eigenvectors.
 * :func:`dense_hessian` -- the full ``(P, P)`` Hessian (``torch.func.jacrev`` of
   ``torch.func.grad``), for tests and small models.
 
@@ -29,7 +33,9 @@ Memory: Lanczos keeps its basis, ``(max_iter + 1) x P`` float64 numbers (default
 
 from __future__ import annotations
 
+import functools
 import math
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +46,8 @@ import torch
 from scipy.linalg import eigh_tridiagonal
 from torch import nn
 
+from lib.config import progress
+from lib.exact import FLOAT_DTYPES
 from lib.seeding import check_seed
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -48,7 +56,6 @@ HVP_METHODS = ("func", "double_backward", "func_jvp")
 #: flow*: double backward with the gradient's graph kept is a little faster than
 #: ``torch.func``'s reverse-over-reverse and several times faster than forward-over-reverse).
 DEFAULT_HVP_METHOD = "double_backward"
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 # ----------------------------------------------------------------------------- the flat loss
@@ -339,11 +346,83 @@ def lanczos(
     Gaussian vector from ``seed``.  On a (near) breakdown, when the basis spans an invariant
     subspace to within ``tol * scale`` (e.g. ``v0`` is an eigenvector), the iteration continues
     with a random vector orthogonal to the basis and stops only when that new block has
-    converged too, so a warm start in an invariant subspace cannot hide the extremes.  (As for
-    any Krylov method, a ``v0`` with a tiny but non-zero component along the wanted eigenvector
-    can still return the next eigenvalue; a random ``v0`` does so with probability zero.)
-    All Lanczos arithmetic is in float64.
+    converged too, so a warm start in an invariant subspace cannot hide the extremes (a ``v0``
+    with a tiny but non-zero component along the wanted eigenvector can still return the next
+    eigenvalue, as for any Krylov method).  All Lanczos arithmetic is in float64.
     """
+    max_iter, need, seed = _check_lanczos(n, k, which, tol, max_iter, seed)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+
+    def random_vector() -> torch.Tensor:
+        return torch.randn(n, generator=gen, dtype=torch.float64).to(device)
+
+    V = torch.zeros((max_iter + 1, n), dtype=torch.float64, device=device)
+    V[0] = _start_vector(v0, n, device, random_vector)
+    alphas: list[float] = []
+    betas: list[float] = []  # betas[j] couples V[j] and V[j+1] (0 at a restart)
+    n_matvec, m, converged = 0, 0, False
+    block_start = 0  # index of the first vector of the current Krylov block
+    block_random = v0 is None  # whether the current block started from a random vector
+    while m < max_iter:
+        w = torch.as_tensor(matvec(V[m])).to(device=device, dtype=torch.float64).reshape(-1)
+        n_matvec += 1
+        if not torch.isfinite(w).all():
+            raise FloatingPointError("the operator returned non-finite values")
+        alphas.append(float(torch.dot(w, V[m])))
+        # full reorthogonalisation, twice (classical Gram-Schmidt)
+        for _ in range(2):
+            w = w - V[: m + 1].T @ (V[: m + 1] @ w)
+        beta = float(w.norm())
+        m += 1
+        # Ritz pairs of the (block-diagonal) tridiagonal T_m
+        d = np.asarray(alphas)
+        theta, S, res = _ritz(d, np.asarray(betas[: m - 1]), beta)
+        scale = max(abs(theta[0]), abs(theta[-1]), np.finfo(np.float64).tiny)
+        idx = _wanted(theta, k, which)
+        ok = bool(np.all(res[idx] <= tol * scale)) and len(idx) == need
+        if ok and block_start > 0:
+            # the current block (the Krylov space of the restart vector) must have converged
+            # at its own wanted ends too: its extremes are those of the operator on the
+            # complement of the invariant subspace found before.
+            ok = _block_converged(d[block_start:], betas[block_start: m - 1], beta, k, which,
+                                  tol * scale)
+        # (near) breakdown: the block spans an invariant subspace to within the tolerance.
+        breakdown = beta <= tol * scale
+        if m == n:
+            converged = ok
+            break
+        if breakdown and not block_random:
+            # a user-given v0 may lie in a small invariant subspace that misses the extremes:
+            # continue from a random vector orthogonal to the basis (no acceptance yet).
+            V[m] = _orthogonal_random(V, m, random_vector)
+            betas.append(0.0)
+            block_start, block_random = m, True
+            continue
+        if breakdown and ok:
+            # A block started from a random vector that breaks down has (with probability one)
+            # captured every *distinct* eigenvalue of the operator on its complement.  A repeated
+            # eigenvalue shows up once per block: for k > 1, restart until a new block adds
+            # nothing to the wanted values.
+            if k == 1 or (block_start > 0 and _same_wanted(d, betas, block_start, theta, k,
+                                                             which, tol * scale)):
+                converged = True
+                break
+            V[m] = _orthogonal_random(V, m, random_vector)
+            betas.append(0.0)
+            block_start = m
+            continue
+        if ok and m - block_start >= 2:
+            converged = True
+            break
+        V[m] = w / beta
+        betas.append(beta)
+    return _lanczos_result(V[:len(theta)], theta, S, res, k, which, device, n_matvec=n_matvec,
+                           converged=converged, tol=tol, scale=float(scale))
+
+
+def _check_lanczos(n: int, k: int, which: str, tol: float, max_iter: int | None,
+                   seed: int) -> tuple[int, int, int]:
+    """Checked ``(max_iter, number of wanted values, seed)`` for :func:`lanczos`."""
     for name, value in (("n", n), ("k", k)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -363,12 +442,12 @@ def lanczos(
     need = 2 * k if which == "BE" else k
     if need > n:
         raise ValueError(f"which='BE' with k={k} needs n >= {need}, got n={n}")
+    return max_iter, need, seed
 
-    gen = torch.Generator(device="cpu").manual_seed(seed)
 
-    def random_vector() -> torch.Tensor:
-        return torch.randn(n, generator=gen, dtype=torch.float64).to(device)
-
+def _start_vector(v0: Any, n: int, device: Any,
+                  random_vector: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """The normalised first Lanczos vector: ``v0`` (checked) or a random one."""
     if v0 is None:
         v = random_vector()
     else:
@@ -377,89 +456,37 @@ def lanczos(
             raise ValueError(f"v0 must have {n} entries, got {v.numel()}")
         if not torch.isfinite(v).all() or float(v.norm()) == 0.0:
             raise ValueError("v0 must be a finite non-zero vector")
-    V = torch.zeros((max_iter + 1, n), dtype=torch.float64, device=device)
-    V[0] = v / v.norm()
-    alphas: list[float] = []
-    betas: list[float] = []  # betas[j] couples V[j] and V[j+1] (0 at a restart)
-    n_matvec = 0
-    converged = False
-    block_start = 0  # index of the first vector of the current Krylov block
-    block_random = v0 is None  # whether the current block started from a random vector
-    result_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-    m = 0
-    scale = 0.0
-    while m < max_iter:
-        w = torch.as_tensor(matvec(V[m])).to(device=device, dtype=torch.float64).reshape(-1)
-        n_matvec += 1
-        if not torch.isfinite(w).all():
-            raise FloatingPointError("the operator returned non-finite values")
-        alpha = float(torch.dot(w, V[m]))
-        alphas.append(alpha)
-        # full reorthogonalisation, twice (classical Gram-Schmidt)
-        for _ in range(2):
-            w = w - V[: m + 1].T @ (V[: m + 1] @ w)
-        beta = float(w.norm())
-        m += 1
-        # Ritz pairs of the (block-diagonal) tridiagonal T_m
-        d = np.asarray(alphas)
-        e = np.asarray(betas[: m - 1])
-        theta, S = eigh_tridiagonal(d, e) if m > 1 else (d.copy(), np.ones((1, 1)))
-        scale = max(abs(theta[0]), abs(theta[-1]), np.finfo(np.float64).tiny)
-        res = np.abs(beta * S[-1, :])
-        result_pairs = (theta, S, res)
-        idx = _wanted(theta, k, which)
-        ok = bool(np.all(res[idx] <= tol * scale)) and len(idx) == need
-        if ok and block_start > 0:
-            # the current block (the Krylov space of the restart vector) must have converged
-            # at its own wanted ends too: its extremes are those of the operator on the
-            # complement of the invariant subspace found before.
-            db = d[block_start:]
-            eb = np.asarray(betas[block_start: m - 1])
-            tb, Sb = eigh_tridiagonal(db, eb) if len(db) > 1 else (db.copy(), np.ones((1, 1)))
-            rb = np.abs(beta * Sb[-1, :])
-            kb = min(k, len(tb))
-            ib = _wanted(tb, kb, which) if which != "BE" or len(tb) >= 2 * kb else np.arange(len(tb))
-            ok = bool(np.all(rb[ib] <= tol * scale))
-        # (near) breakdown: the block spans an invariant subspace to within the tolerance.
-        breakdown = beta <= tol * scale
-        if m == n:
-            converged = ok
-            break
-        if breakdown and not block_random:
-            # a user-given v0 may lie in a small invariant subspace that misses the extremes:
-            # continue from a random vector orthogonal to the basis (no acceptance yet).
-            w = random_vector()
-            for _ in range(2):
-                w = w - V[:m].T @ (V[:m] @ w)
-            V[m] = w / w.norm()
-            betas.append(0.0)
-            block_start, block_random = m, True
-            continue
-        if breakdown and ok:
-            # A block started from a random vector that breaks down has (with probability one)
-            # captured every *distinct* eigenvalue of the operator on its complement.  A repeated
-            # eigenvalue shows up once per block: for k > 1, restart until a new block adds
-            # nothing to the wanted values.
-            if k == 1 or (block_start > 0 and _same_wanted(d, betas, block_start, theta, k,
-                                                             which, tol * scale)):
-                converged = True
-                break
-            w = random_vector()
-            for _ in range(2):
-                w = w - V[:m].T @ (V[:m] @ w)
-            V[m] = w / w.norm()
-            betas.append(0.0)
-            block_start = m
-            continue
-        if ok and m - block_start >= 2:
-            converged = True
-            break
-        V[m] = w / beta
-        betas.append(beta)
-    assert result_pairs is not None
-    theta, S, res = result_pairs
-    m = len(theta)
-    Vm = V[:m]
+    return v / v.norm()
+
+
+def _orthogonal_random(V: torch.Tensor, m: int,
+                       random_vector: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """A random unit vector orthogonal to ``V[:m]`` (a restart of the Krylov space)."""
+    w = random_vector()
+    for _ in range(2):
+        w = w - V[:m].T @ (V[:m] @ w)
+    return w / w.norm()
+
+
+def _ritz(d: np.ndarray, e: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ritz values (ascending), vectors and residuals of the tridiagonal ``(d, e)`` whose next
+    coupling is ``beta``."""
+    theta, S = eigh_tridiagonal(d, e) if len(d) > 1 else (d.copy(), np.ones((1, 1)))
+    return theta, S, np.abs(beta * S[-1, :])
+
+
+def _block_converged(d: np.ndarray, betas: list[float], beta: float, k: int, which: str,
+                     atol: float) -> bool:
+    """Whether the wanted Ritz pairs of the last Krylov block have residuals ``<= atol``."""
+    tb, _, rb = _ritz(d, np.asarray(betas), beta)
+    kb = min(k, len(tb))
+    ib = _wanted(tb, kb, which) if which != "BE" or len(tb) >= 2 * kb else np.arange(len(tb))
+    return bool(np.all(rb[ib] <= atol))
+
+
+def _lanczos_result(Vm: torch.Tensor, theta: np.ndarray, S: np.ndarray, res: np.ndarray, k: int,
+                    which: str, device: Any, **info: Any) -> LanczosResult:
+    """The wanted Ritz pairs as a :class:`LanczosResult` (both ends for ``"BE"``)."""
     idx = _wanted(theta, k, which)
 
     def pack(sel: np.ndarray) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
@@ -467,16 +494,15 @@ def lanczos(
         return theta[sel].copy(), vecs, res[sel].copy()
 
     if which == "BE":
-        low, high = idx[:k], idx[k:]
-        vl, xl, rl = pack(low)
-        vh, xh, rh = pack(high)
+        vl, xl, rl = pack(idx[:k])
+        vh, xh, rh = pack(idx[k:])
         return LanczosResult(values=np.concatenate([vl, vh]), vectors=torch.cat([xl, xh], 1),
-                             residuals=np.concatenate([rl, rh]), n_matvec=n_matvec, n_iter=m,
-                             converged=converged, tol=tol, scale=float(scale), which=which,
-                             values_low=vl, values_high=vh, vectors_low=xl, vectors_high=xh)
+                             residuals=np.concatenate([rl, rh]), n_iter=len(theta), which=which,
+                             values_low=vl, values_high=vh, vectors_low=xl, vectors_high=xh,
+                             **info)
     vals, vecs, r = pack(idx)
-    return LanczosResult(values=vals, vectors=vecs, residuals=r, n_matvec=n_matvec, n_iter=m,
-                         converged=converged, tol=tol, scale=float(scale), which=which)
+    return LanczosResult(values=vals, vectors=vecs, residuals=r, n_iter=len(theta), which=which,
+                         **info)
 
 
 def _same_wanted(d: np.ndarray, betas: list[float], block_start: int, theta: np.ndarray,
@@ -524,29 +550,18 @@ class EigenInfo:
         return self.lanczos.converged
 
 
-def _eig(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor,
-         k: int, which: str, v0: Any, tol: float | None, max_iter: int | None, seed: int,
-         method: str, theta: Any, require_convergence: bool) -> tuple[LanczosResult, EigenInfo]:
-    flat = FlatLoss(model, loss_fn, inputs, targets)
-    op = hvp_operator_from_loss(flat, theta, method=method)
-    tol = default_tol(flat.dtype) if tol is None else tol
-    res = lanczos(op, flat.n_params, k=k, which=which, v0=v0, tol=tol, max_iter=max_iter,
-                  seed=seed, device=flat.device)
-    if require_convergence and not res.converged:
-        raise RuntimeError(
-            f"Lanczos did not reach tol={tol:g} in {res.n_iter} steps (residuals "
-            f"{np.array2string(res.residuals, precision=2)}, scale {res.scale:.3g}); "
-            "raise max_iter or tol, or pass require_convergence=False")
-    return res, EigenInfo(lanczos=res, n_hvp=op.n_calls, method=method, tol=tol)
+#: Which end of the spectrum :func:`eigenvalues` returns, and the Lanczos ``which`` for each.
+ENDS = {"top": "LA", "bottom": "SA", "both": "BE"}
 
 
-def top_eigenvalues(
+def eigenvalues(
     model: nn.Module,
     loss_fn: LossFn,
     inputs: torch.Tensor,
     targets: torch.Tensor,
     k: int = 1,
     *,
+    which: str = "top",
     v0: torch.Tensor | np.ndarray | None = None,
     tol: float | None = None,
     max_iter: int | None = None,
@@ -556,70 +571,169 @@ def top_eigenvalues(
     require_convergence: bool = True,
     return_info: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, EigenInfo]:
-    """The ``k`` largest algebraic eigenvalues of the Hessian of ``loss_fn(model(inputs),
-    targets)`` w.r.t. the trainable parameters (flattened), **largest first**, as a float64
-    tensor of shape ``(k,)``.  ``values[0]`` is the sharpness (Cohen et al. 2021).
+    """Extreme eigenvalues of the Hessian of ``loss_fn(model(inputs), targets)`` w.r.t. the
+    trainable parameters (flattened), as a float64 tensor.
 
-    Lanczos (:func:`lanczos`) on exact Hessian-vector products in the parameters' dtype;
-    stops when each Ritz residual is ``<= tol * ||H||`` (``tol`` default :func:`default_tol`:
-    1e-10 in float64), so each value is within ``tol * ||H||`` of an eigenvalue.  ``v0``: warm
-    start (e.g. the previous eigenvector, ``info.vectors[:, 0]``).  ``theta``: evaluate at these
-    flat parameters instead of the model's.  With ``return_info=True`` returns
-    ``(values, EigenInfo)``; ``info.n_hvp`` counts the Hessian-vector products.  Raises
-    ``RuntimeError`` if not converged within ``max_iter`` (unless ``require_convergence=False``).
+    ``which``: ``"top"`` the ``k`` largest, largest first (``values[0]`` is the sharpness,
+    Cohen et al. 2021); ``"bottom"`` the ``k`` smallest, smallest first (``lambda_min``,
+    Elkabetz & Cohen 2021); ``"both"``: the ``k`` smallest then the ``k`` largest, from one
+    Krylov space.  One :func:`lanczos` on exact Hessian-vector products in the parameters'
+    dtype; it stops when each Ritz residual is ``<= tol * ||H||`` (``tol`` default
+    :func:`default_tol`: 1e-10 in float64), so each value is within ``tol * ||H||`` of an
+    eigenvalue, also near a minimum, where ``lambda_min`` sits in a cluster close to zero (the
+    test is not relative to ``|lambda_min|``, which is what makes ``eigsh(which='SA')`` stall).
+    ``v0``: warm start (e.g. the previous eigenvector, ``info.vectors[:, 0]``).  ``theta``:
+    evaluate at these flat parameters instead of the model's.  With ``return_info=True``
+    returns ``(values, EigenInfo)``; ``info.n_hvp`` counts the Hessian-vector products.
+    Raises ``RuntimeError`` if not converged within ``max_iter`` (unless
+    ``require_convergence=False``).
     """
-    res, info = _eig(model, loss_fn, inputs, targets, k, "LA", v0, tol, max_iter, seed, method,
-                     theta, require_convergence)
+    if which not in ENDS:
+        raise ValueError(f"which must be one of {tuple(ENDS)}, got {which!r}")
+    flat = FlatLoss(model, loss_fn, inputs, targets)
+    op = hvp_operator_from_loss(flat, theta, method=method)
+    tol = default_tol(flat.dtype) if tol is None else tol
+    res = lanczos(op, flat.n_params, k=k, which=ENDS[which], v0=v0, tol=tol, max_iter=max_iter,
+                  seed=seed, device=flat.device)
+    if require_convergence and not res.converged:
+        raise RuntimeError(
+            f"Lanczos did not reach tol={tol:g} in {res.n_iter} steps (residuals "
+            f"{np.array2string(res.residuals, precision=2)}, scale {res.scale:.3g}); "
+            "raise max_iter or tol, or pass require_convergence=False")
     values = torch.as_tensor(res.values, dtype=torch.float64)
+    info = EigenInfo(lanczos=res, n_hvp=op.n_calls, method=method, tol=tol)
     return (values, info) if return_info else values
 
 
-def min_eigenvalue(
-    model: nn.Module,
-    loss_fn: LossFn,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    *,
-    v0: torch.Tensor | np.ndarray | None = None,
-    tol: float | None = None,
-    max_iter: int | None = None,
-    seed: int = 0,
-    method: str = DEFAULT_HVP_METHOD,
-    theta: torch.Tensor | np.ndarray | None = None,
-    require_convergence: bool = True,
-    return_info: bool = False,
-) -> float | tuple[float, EigenInfo]:
-    """The smallest algebraic eigenvalue ``lambda_min`` of the same Hessian as
-    :func:`top_eigenvalues`, as a float (same tolerance, warm start and info).
+# Kept for the chapters; removed when the chapters move to hessian.eigenvalues(which=...).
+def top_eigenvalues(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                    targets: torch.Tensor, k: int = 1, **options: Any) -> Any:
+    """:func:`eigenvalues` with ``which="top"``: the ``k`` largest, largest first."""
+    return eigenvalues(model, loss_fn, inputs, targets, k, which="top", **options)
 
-    Near a minimum ``lambda_min`` sits in a cluster of eigenvalues close to zero; the residual
-    test is relative to ``||H||`` (not to ``|lambda_min|``, which is what makes
-    ``eigsh(which='SA')`` stall), so the value is accurate to about ``tol * ||H||``.
+
+def min_eigenvalue(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                   targets: torch.Tensor, **options: Any) -> Any:
+    """``lambda_min`` as a float (:func:`eigenvalues` with ``which="bottom"``), or
+    ``(lambda_min, info)`` with ``return_info=True``."""
+    out = eigenvalues(model, loss_fn, inputs, targets, 1, which="bottom", **options)
+    return (float(out[0][0]), out[1]) if isinstance(out, tuple) else float(out[0])
+
+
+def extreme_eigenvalues(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                        targets: torch.Tensor, **options: Any) -> Any:
+    """``(lambda_min, lambda_max)`` (:func:`eigenvalues` with ``which="both"``), or
+    ``(lambda_min, lambda_max, info)`` with ``return_info=True``."""
+    out = eigenvalues(model, loss_fn, inputs, targets, 1, which="both", **options)
+    values = out[0] if isinstance(out, tuple) else out
+    lo, hi = float(values[0]), float(values[1])
+    return (lo, hi, out[1]) if isinstance(out, tuple) else (lo, hi)
+
+
+# ----------------------------------------------------------------------------- along a path
+class EigenTracker:
+    """Hessian eigenvalues at a sequence of points (a trajectory, or the recorded steps of a
+    training run), each :func:`eigenvalues` run warm-started from the previous one's
+    eigenvectors (their sum; with ``normalize`` scaled to norm 1).
+
+    Called as ``tracker(model, theta=None)`` it returns ``(values, n_hvp, converged)`` at the
+    model's parameters (or the flat ``theta``); ``inputs``/``targets`` are cast to the model's
+    dtype and device.  ``seed + seed_step * i`` seeds the ``i``-th call.  With
+    ``nonfinite="nan"``, non-finite parameters or Hessian-vector products give ``nan`` values
+    (GD diverging) instead of raising ``FloatingPointError``.
     """
-    res, info = _eig(model, loss_fn, inputs, targets, 1, "SA", v0, tol, max_iter, seed, method,
-                     theta, require_convergence)
-    value = float(res.values[0])
-    return (value, info) if return_info else value
+
+    def __init__(self, loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor, *,
+                 which: str = "top", k: int = 1, tol: float | None = None,
+                 max_iter: int | None = None, seed: int = 0, seed_step: int = 0,
+                 method: str = DEFAULT_HVP_METHOD, warm_start: bool = True,
+                 normalize: bool = True, nonfinite: str = "nan") -> None:
+        if which not in ENDS:
+            raise ValueError(f"which must be one of {tuple(ENDS)}, got {which!r}")
+        if nonfinite not in ("nan", "raise"):
+            raise ValueError(f"nonfinite must be 'nan' or 'raise', got {nonfinite!r}")
+        self.loss_fn, self.inputs, self.targets = loss_fn, inputs, targets
+        self.which, self.k, self.tol, self.max_iter, self.method = which, k, tol, max_iter, method
+        self.seed, self.seed_step = check_seed(seed), seed_step
+        self.warm_start, self.normalize, self.nonfinite = warm_start, normalize, nonfinite
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the warm start and the number of calls."""
+        self.vector: torch.Tensor | None = None
+        self.calls = 0
+
+    def __call__(self, model: nn.Module,
+                 theta: torch.Tensor | np.ndarray | None = None) -> tuple[np.ndarray, int, bool]:
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("model has no trainable parameters (requires_grad=True)")
+        dtype, device = params[0].dtype, params[0].device
+        x = self.inputs.to(device=device, dtype=dtype)
+        y = (self.targets.to(device=device, dtype=dtype) if self.targets.is_floating_point()
+             else self.targets.to(device))
+        seed = self.seed + self.seed_step * self.calls
+        self.calls += 1
+        nan = np.full(2 * self.k if self.which == "both" else self.k, math.nan)
+        if self.nonfinite == "nan":
+            if theta is None:
+                finite = all(bool(torch.isfinite(p).all()) for p in params)
+            else:
+                finite = bool(np.all(np.isfinite(np.asarray(theta, dtype=np.float64))))
+            if not finite:
+                return nan, 0, False
+        try:
+            vals, info = eigenvalues(
+                model, self.loss_fn, x, y, self.k, which=self.which,
+                v0=self.vector if self.warm_start else None, tol=self.tol,
+                max_iter=self.max_iter, seed=seed, method=self.method, theta=theta,
+                require_convergence=False, return_info=True)
+        except FloatingPointError:
+            if self.nonfinite == "raise":
+                raise
+            return nan, 0, False
+        # the two warm-start rules of the book, kept bit for bit: the normalised sum of the
+        # eigenvectors (the sharpness hook), or their plain sum (the curvature along a flow)
+        if self.normalize:
+            start = info.vectors.sum(dim=1)
+            if float(start.norm()) > 0:
+                self.vector = start / start.norm()
+        else:
+            self.vector = functools.reduce(torch.add, info.vectors.unbind(1))
+        return vals.numpy(), info.n_hvp, info.converged
 
 
-def extreme_eigenvalues(
-    model: nn.Module,
-    loss_fn: LossFn,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    *,
-    v0: torch.Tensor | np.ndarray | None = None,
-    tol: float | None = None,
-    max_iter: int | None = None,
-    seed: int = 0,
-    method: str = DEFAULT_HVP_METHOD,
-    theta: torch.Tensor | np.ndarray | None = None,
-    require_convergence: bool = True,
-    return_info: bool = False,
-) -> tuple[float, float] | tuple[float, float, EigenInfo]:
-    """``(lambda_min, lambda_max)`` of the Hessian from one Krylov space (Lanczos, both ends);
-    tolerance and options as in :func:`top_eigenvalues`."""
-    res, info = _eig(model, loss_fn, inputs, targets, 1, "BE", v0, tol, max_iter, seed, method,
-                     theta, require_convergence)
-    lo, hi = float(res.values_low[0]), float(res.values_high[0])
-    return (lo, hi, info) if return_info else (lo, hi)
+@dataclass
+class EigenPath:
+    """Result of :func:`eigenvalues_along`: ``values`` ``(n, k)`` (``(n, 2k)`` for
+    ``which="both"``: the smallest, then the largest), ``n_hvp``, ``converged`` and ``seconds``
+    (wall time) per point."""
+
+    values: np.ndarray
+    n_hvp: np.ndarray
+    converged: np.ndarray
+    seconds: np.ndarray
+
+
+def eigenvalues_along(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                      targets: torch.Tensor, thetas: Any, *, desc: str | None = None,
+                      **options: Any) -> EigenPath:
+    """Hessian eigenvalues at each row of ``thetas`` (flattened trainable parameters of
+    ``model``, e.g. a :class:`lib.flows.Trajectory`), warm-started row to row by an
+    :class:`EigenTracker` with ``options``.  ``model`` supplies the architecture and dtype and
+    is not modified."""
+    rows = np.asarray(thetas, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[0] == 0:
+        raise ValueError(f"thetas must be a non-empty 2-D array (rows, n_params), got shape {rows.shape}")
+    tracker = EigenTracker(loss_fn, inputs, targets, **options)
+    values, n_hvp, converged, seconds = [], [], [], []
+    for i in progress(range(len(rows)), desc=desc or "eigenvalues", total=len(rows)):
+        t0 = time.perf_counter()
+        v, n, ok = tracker(model, torch.from_numpy(np.ascontiguousarray(rows[i])))
+        values.append(v)
+        n_hvp.append(n)
+        converged.append(ok)
+        seconds.append(time.perf_counter() - t0)
+    return EigenPath(values=np.stack(values), n_hvp=np.asarray(n_hvp, dtype=int),
+                     converged=np.asarray(converged, dtype=bool),
+                     seconds=np.asarray(seconds, dtype=float))

@@ -45,10 +45,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from lib.exact import (FLOAT_DTYPES, InvalidArgumentError, check_count, check_dtype, check_knots,
+                       dyadic_parts, exact_weights, linear_relu_layers, to_fraction)
+
 __all__ = [
     "SUPPORTED_DTYPES", "SAWTOOTH_WIDTH", "YAROTSKY_WIDTH", "InvalidArgumentError",
-    "to_fraction", "hat_exact", "sawtooth_exact", "yarotsky_exact", "product_exact",
-    "net_exact", "hat", "sawtooth", "yarotsky_square",
+    "to_fraction", "hat_exact", "hat_numerator", "sawtooth_exact", "yarotsky_exact",
+    "product_exact", "net_exact", "hat", "sawtooth", "yarotsky_square",
     "sawtooth_net", "yarotsky_square_net", "yarotsky_product_net", "shallow_pl_net",
     "shallow_sawtooth_net",
     "hidden_widths", "parameter_count", "sawtooth_parameter_count",
@@ -58,10 +61,8 @@ __all__ = [
     "pieces_l2_lower_bound_sq", "pieces_sup_lower_bound", "ShallowBounds", "shallow_fit_bounds",
 ]
 
-#: The floating-point formats the networks can be built in.
-SUPPORTED_DTYPES: tuple[torch.dtype, ...] = (
-    torch.float16, torch.bfloat16, torch.float32, torch.float64,
-)
+#: The floating-point formats the networks can be built in (:data:`lib.exact.FLOAT_DTYPES`).
+SUPPORTED_DTYPES = FLOAT_DTYPES
 #: Hidden width of :func:`sawtooth_net` (the three ReLUs of g).
 SAWTOOTH_WIDTH = 3
 #: Hidden width of :func:`yarotsky_square_net` (an accumulator plus the three ReLUs of g).
@@ -71,62 +72,6 @@ _HALF = Fraction(1, 2)
 #: g(y) = sum_j OUT[j] * relu(y - SHIFT[j]).
 _HAT_SHIFTS = (Fraction(0), _HALF, Fraction(1))
 _HAT_OUT = (Fraction(2), Fraction(-4), Fraction(2))
-
-
-class InvalidArgumentError(TypeError, ValueError):
-    """A bad argument that is both of the wrong kind and an invalid value.
-
-    Raised for a non-integer depth (``2.5``, ``True``, ``"3"``) and for an unsupported
-    dtype; catching either ``TypeError`` or ``ValueError`` catches it (like NumPy's
-    ``AxisError``).
-    """
-
-
-# --------------------------------------------------------------------------- argument checks
-def _check_count(value: Any, name: str, minimum: int = 1) -> int:
-    """Return ``value`` as an int after checking it is an integer >= ``minimum``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise InvalidArgumentError(
-            f"{name} must be an integer >= {minimum}, got {value!r} of type {type(value).__name__}"
-        )
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return value
-
-
-def _check_dtype(dtype: Any) -> torch.dtype:
-    if not isinstance(dtype, torch.dtype) or dtype not in SUPPORTED_DTYPES:
-        names = ", ".join(str(d) for d in SUPPORTED_DTYPES)
-        raise InvalidArgumentError(f"dtype must be one of {names}; got {dtype!r}")
-    return dtype
-
-
-def to_fraction(x: Any) -> Fraction:
-    """``x`` as an exact :class:`~fractions.Fraction`.
-
-    Accepts ``Fraction`` (and other ``numbers.Rational``), ``int``, Python and NumPy floats
-    and integers, and 0-d torch tensors; a float converts exactly (``0.1`` becomes
-    ``3602879701896397/36028797018963968``).  ``bool``, NaN and infinities are rejected.
-    """
-    if isinstance(x, torch.Tensor):
-        if x.numel() != 1 or x.dim() != 0:
-            raise TypeError(f"x must be a scalar, got a tensor of shape {tuple(x.shape)}")
-        x = x.item()
-    if isinstance(x, (bool, np.bool_)):
-        raise TypeError("x must be a number, got a bool")
-    if isinstance(x, Fraction):
-        return x
-    if isinstance(x, (int, np.integer)):
-        return Fraction(int(x))
-    if isinstance(x, Rational):
-        return Fraction(x.numerator, x.denominator)
-    if isinstance(x, (float, np.floating)):
-        value = float(x)  # float16/32 -> float64 is exact
-        if not math.isfinite(value):
-            raise ValueError(f"x must be finite, got {value!r}")
-        return Fraction(value)
-    raise TypeError(f"x must be a Fraction, int or float, got {type(x).__name__}")
 
 
 # --------------------------------------------------------------------------- exact references
@@ -139,14 +84,9 @@ def hat_exact(x: Any) -> Fraction:
     return _g(to_fraction(x))
 
 
-def _dyadic(y: Fraction) -> tuple[int, int] | None:
-    """``(a, n)`` with ``y = a / n`` and ``n`` a power of two, or None if ``y`` is not dyadic."""
-    n = y.denominator
-    return (y.numerator, n) if n & (n - 1) == 0 else None
-
-
-def _g_int(a: int, n: int) -> int:
-    """Numerator of ``g(a/n)`` over the same denominator ``n`` (``n`` a power of two)."""
+def hat_numerator(a: int, n: int) -> int:
+    """Numerator of ``g(a/n)`` over the same denominator ``n`` (``n`` a power of two): the hat
+    map on dyadic numbers in integer arithmetic."""
     if a <= 0 or a >= n:
         return 0
     return 2 * a if 2 * a <= n else 2 * n - 2 * a
@@ -165,13 +105,13 @@ def sawtooth_exact(x: Any, depth: int) -> Fraction:
     On ``[0, 1]`` it has ``2^depth`` affine pieces and ``2^(depth-1)`` teeth; on the cell
     ``[k/2^(depth-1), (k+1)/2^(depth-1)]`` it equals ``1 - |2^depth x - (2k+1)|``.
     """
-    depth = _check_count(depth, "depth")
+    depth = check_count(depth, "depth")
     y = to_fraction(x)
-    dyadic = _dyadic(y)
+    dyadic = dyadic_parts(y)
     if dyadic is not None:  # integer fast path, same values (tested against _g)
-        a, n = dyadic
+        a, n = dyadic[0], 1 << dyadic[1]
         for _ in range(depth):
-            a = _g_int(a, n)
+            a = hat_numerator(a, n)
         return Fraction(a, n)
     for _ in range(depth):
         y = _g(y)
@@ -185,14 +125,14 @@ def yarotsky_exact(x: Any, m: int) -> Fraction:
     ``k / 2^m`` and ``max |f_m - x^2| = 2^(-2m-2)``, attained at the cell midpoints
     (Yarotsky 2017; checked exactly in the book).
     """
-    m = _check_count(m, "m")
+    m = check_count(m, "m")
     x = to_fraction(x)
-    dyadic = _dyadic(x)
+    dyadic = dyadic_parts(x)
     if dyadic is not None:  # integer fast path over the common denominator 2^N 4^m
-        a, n = dyadic
+        a, n = dyadic[0], 1 << dyadic[1]
         total, g = a * 4**m, a
         for s in range(1, m + 1):
-            g = _g_int(g, n)
+            g = hat_numerator(g, n)
             total -= g * 4 ** (m - s)
         return Fraction(total, n * 4**m)
     total, g = x, x
@@ -212,41 +152,19 @@ def product_exact(x: Any, y: Any, m: int) -> Fraction:
     return 2 * yarotsky_exact((x + y) / 2, m) - yarotsky_exact(x, m) / 2 - yarotsky_exact(y, m) / 2
 
 
-def _layers(net: Any) -> list[tuple[str, Any]]:
-    """Check that ``net`` is a Linear/ReLU ``nn.Sequential``; return its layers as a list."""
-    if not isinstance(net, nn.Sequential):
-        raise TypeError("net must be an nn.Sequential of nn.Linear/nn.ReLU, "
-                        f"got {type(net).__name__}")
-    layers = list(net)
-    if not layers or not isinstance(layers[0], nn.Linear) or not isinstance(layers[-1], nn.Linear):
-        raise ValueError("net must start and end with an nn.Linear layer")
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, (nn.Linear, nn.ReLU)):
-            raise TypeError(f"net[{i}] is a {type(layer).__name__}; "
-                            "only nn.Linear and nn.ReLU are supported")
-    return layers
-
-
 def net_exact(net: nn.Sequential, x: Any) -> Fraction | list[Fraction]:
     """Evaluate a ``Linear``/``ReLU`` network exactly, with its weights as stored.
 
     Every weight (of any of the four formats) and every input converts exactly to a
-    ``Fraction``; the result is the exact value of the function the stored weights define.
+    ``Fraction`` (:func:`lib.exact.exact_weights`); the result is the exact value of the
+    function the stored weights define.
     ``x``: one point (returns a ``Fraction``, or a list if the output has several
     coordinates) or a sequence of points (returns a list).  A point is a scalar when the
     first layer has ``in_features == 1``, else a sequence of ``in_features`` numbers.
     """
-    layers = _layers(net)
+    layers = linear_relu_layers(net)
     n_in = layers[0].in_features
-    exact: list[tuple[list[list[Fraction]], list[Fraction]] | None] = []
-    for layer in layers:
-        if isinstance(layer, nn.Linear):
-            w = layer.weight.detach().to("cpu", torch.float64).tolist()
-            b = (layer.bias.detach().to("cpu", torch.float64).tolist() if layer.bias is not None
-                 else [0.0] * layer.out_features)
-            exact.append(([[Fraction(v) for v in row] for row in w], [Fraction(v) for v in b]))
-        else:
-            exact.append(None)
+    exact = exact_weights(layers)
 
     def run(value: Any) -> Fraction | list[Fraction]:
         h = [to_fraction(value)] if n_in == 1 else [to_fraction(v) for v in value]
@@ -303,7 +221,7 @@ def hat(x: Any) -> Any:
 
 def sawtooth(x: Any, depth: int) -> Any:
     """``g_depth`` applied to a tensor, array or scalar with :func:`hat` (same precision)."""
-    depth = _check_count(depth, "depth")
+    depth = check_count(depth, "depth")
     for _ in range(depth):
         x = hat(x)
     return x
@@ -311,7 +229,7 @@ def sawtooth(x: Any, depth: int) -> Any:
 
 def yarotsky_square(x: Any, m: int) -> Any:
     """``f_m(x) = x - sum_{s<=m} g_s(x)/4^s`` on a tensor, array or scalar (same precision)."""
-    m = _check_count(m, "m")
+    m = check_count(m, "m")
     if isinstance(x, Rational) and not isinstance(x, (bool, int, np.number)):
         return yarotsky_exact(x, m)
     total, g = x, x
@@ -358,8 +276,8 @@ def sawtooth_net(depth: int, dtype: torch.dtype = torch.float64) -> nn.Sequentia
     -1/2: exact in all four formats.  In binary floating point every operation of its forward
     pass is exact for inputs in ``[0, 1]`` (the book checks it bit for bit).
     """
-    depth = _check_count(depth, "depth")
-    dtype = _check_dtype(dtype)
+    depth = check_count(depth, "depth")
+    dtype = check_dtype(dtype, names=False)
     shifts = [-t for t in _HAT_SHIFTS]
     layers: list[nn.Module] = [_linear([[1], [1], [1]], shifts, dtype, "sawtooth_net"), nn.ReLU()]
     for _ in range(depth - 1):
@@ -390,8 +308,8 @@ def yarotsky_square_net(m: int, dtype: torch.dtype = torch.float64) -> nn.Sequen
     ``2^(1-2m)``; a ``dtype`` that cannot hold them exactly (float16 for ``m > 12``) raises
     ``ValueError`` (see :func:`yarotsky_max_exact_m`).
     """
-    m = _check_count(m, "m")
-    dtype = _check_dtype(dtype)
+    m = check_count(m, "m")
+    dtype = check_dtype(dtype, names=False)
     what = f"yarotsky_square_net(m={m}, dtype={dtype})"
     maps = _yarotsky_blocks(m)
     layers: list[nn.Module] = []
@@ -422,8 +340,8 @@ def yarotsky_product_net(m: int, dtype: torch.dtype = torch.float64) -> nn.Seque
     layers of width 12, ``36 + 156 (m - 1) + 13 = 156 m - 107`` parameters counting the zero
     blocks.  Error at most ``2^(-2m-1)`` for ``x, y`` in ``[0, 1]``.
     """
-    m = _check_count(m, "m")
-    dtype = _check_dtype(dtype)
+    m = check_count(m, "m")
+    dtype = check_dtype(dtype, names=False)
     what = f"yarotsky_product_net(m={m}, dtype={dtype})"
     maps = _yarotsky_blocks(m)
     first_w, first_b = maps[0]
@@ -451,14 +369,13 @@ def shallow_pl_net(knots: Sequence[Any], values: Sequence[Any],
     exactly.  (Every continuous PL function with ``P`` pieces on ``[0, 1]`` is therefore a
     ``P``-unit network there.)
     """
-    dtype = _check_dtype(dtype)
+    dtype = check_dtype(dtype, names=False)
     ks = [to_fraction(k) for k in knots]
     vs = [to_fraction(v) for v in values]
     if len(ks) < 2 or len(ks) != len(vs):
         raise ValueError("knots and values must have the same length >= 2, "
                          f"got {len(ks)} and {len(vs)}")
-    if any(b <= a for a, b in zip(ks, ks[1:])):
-        raise ValueError("knots must be strictly increasing")
+    check_knots(ks, exact=True)
     slopes = [(vb - va) / (b - a) for a, b, va, vb in zip(ks, ks[1:], vs, vs[1:])]
     out = [slopes[0]] + [b - a for a, b in zip(slopes, slopes[1:])]
     what = f"shallow_pl_net({len(slopes)} pieces, dtype={dtype})"
@@ -476,8 +393,8 @@ def shallow_sawtooth_net(depth: int, dtype: torch.dtype = torch.float64) -> nn.S
     ``ValueError`` where ``dtype`` cannot hold the knots or weights exactly (float16:
     depth > 11; bfloat16: depth > 8).
     """
-    depth = _check_count(depth, "depth")
-    dtype = _check_dtype(dtype)
+    depth = check_count(depth, "depth")
+    dtype = check_dtype(dtype, names=False)
     n = 2**depth
     knots = [Fraction(i, n) for i in range(n + 1)]
     return shallow_pl_net(knots, [Fraction(i % 2) for i in range(n + 1)], dtype)
@@ -485,7 +402,7 @@ def shallow_sawtooth_net(depth: int, dtype: torch.dtype = torch.float64) -> nn.S
 
 def hidden_widths(net: nn.Sequential) -> list[int]:
     """Widths ``n_1, ..., n_L`` of the hidden layers (Linear layers followed by a ReLU)."""
-    layers = _layers(net)
+    layers = linear_relu_layers(net)
     return [layer.out_features for layer, nxt in zip(layers, layers[1:])
             if isinstance(layer, nn.Linear) and isinstance(nxt, nn.ReLU)]
 
@@ -497,17 +414,17 @@ def parameter_count(net: nn.Module) -> int:
 
 def sawtooth_parameter_count(depth: int) -> int:
     """Parameters of :func:`sawtooth_net`: ``6 + 12 (depth - 1) + 4 = 12 depth - 2``."""
-    return 12 * _check_count(depth, "depth") - 2
+    return 12 * check_count(depth, "depth") - 2
 
 
 def yarotsky_parameter_count(m: int) -> int:
     """Parameters of :func:`yarotsky_square_net`: ``8 + 20 (m - 1) + 5 = 20 m - 7``."""
-    return 20 * _check_count(m, "m") - 7
+    return 20 * check_count(m, "m") - 7
 
 
 def shallow_sawtooth_parameter_count(depth: int) -> int:
     """Parameters of :func:`shallow_sawtooth_net`: ``3 * 2^depth + 1``."""
-    return 3 * 2 ** _check_count(depth, "depth") + 1
+    return 3 * 2 ** check_count(depth, "depth") + 1
 
 
 def yarotsky_max_exact_m(dtype: torch.dtype) -> int:
@@ -517,7 +434,7 @@ def yarotsky_max_exact_m(dtype: torch.dtype) -> int:
     subnormal ``2^e`` (all other weights are powers of two of moderate size), so
     ``m = floor((1 - e)/2)``: 12 (float16), 67 (bfloat16), 75 (float32), 537 (float64).
     """
-    info = torch.finfo(_check_dtype(dtype))
+    info = torch.finfo(check_dtype(dtype, names=False))
     smallest = info.tiny * info.eps  # smallest positive subnormal, a power of two
     e = round(math.log2(smallest))
     return (1 - e) // 2
@@ -549,7 +466,7 @@ def yarotsky_max_error_exact(m: int) -> tuple[Fraction, list[Fraction]]:
     comes from exact endpoint values of :func:`yarotsky_exact`.  Cost: ``O(m 2^m)`` Fraction
     operations.
     """
-    m = _check_count(m, "m")
+    m = check_count(m, "m")
     n = 2**m
     nodes = [Fraction(k, n) for k in range(n + 1)]
     vals = [yarotsky_exact(x, m) for x in nodes]
@@ -581,8 +498,8 @@ def pieces_l2_lower_bound_sq(depth: int, pieces: int) -> Fraction:
     most one of the ``2^(k-1)`` teeth; on a tooth of width ``2^(1-k)`` without one, ``p`` is
     affine and the best affine fit of a tent leaves ``width/12``.  Equality for ``pieces = 1``.
     """
-    k = _check_count(depth, "depth")
-    pieces = _check_count(pieces, "pieces")
+    k = check_count(depth, "depth")
+    pieces = check_count(pieces, "pieces")
     teeth = 2 ** (k - 1)
     return Fraction(max(0, teeth - (pieces - 1)), 12 * teeth)
 
@@ -595,8 +512,8 @@ def pieces_sup_lower_bound(depth: int, pieces: int) -> Fraction:
     them), else 0.  The constant ``1/2`` attains it, so below that size no such ``p`` beats a
     constant in the sup norm.
     """
-    k = _check_count(depth, "depth")
-    pieces = _check_count(pieces, "pieces")
+    k = check_count(depth, "depth")
+    pieces = check_count(pieces, "pieces")
     return _HALF if pieces <= 2 ** (k - 1) else Fraction(0)
 
 
@@ -638,11 +555,9 @@ def _interp(knots: Sequence[Fraction], values: Sequence[Fraction], x: Fraction) 
 
 
 def _check_knots(knots: Iterable[Any]) -> tuple[Fraction, ...]:
-    ks = tuple(to_fraction(k) for k in knots)
-    if len(ks) < 2 or ks[0] != 0 or ks[-1] != 1:
+    ks = check_knots(knots, exact=True)
+    if ks[0] != 0 or ks[-1] != 1:
         raise ValueError("knots must start at 0 and end at 1 (at least two knots)")
-    if any(b <= a for a, b in zip(ks, ks[1:])):
-        raise ValueError("knots must be strictly increasing")
     return ks
 
 
@@ -655,7 +570,7 @@ def best_pl_fit(depth: int, knots: Iterable[Any]) -> PLFit:
     of affine functions on the merged breakpoints of ``g_depth`` and the knots (exact
     formula), and ``||g - p||^2 = ||g||^2 - <c, b>``.  Everything is a ``Fraction``.
     """
-    k = _check_count(depth, "depth")
+    k = check_count(depth, "depth")
     ks = _check_knots(knots)
     n = len(ks)
     kinks = [Fraction(i, 2**k) for i in range(2**k + 1)]
@@ -701,7 +616,7 @@ def best_pl_fit(depth: int, knots: Iterable[Any]) -> PLFit:
 
 def uniform_knots(pieces: int) -> list[Fraction]:
     """``[0, 1/P, 2/P, ..., 1]`` for ``P = pieces``."""
-    p = _check_count(pieces, "pieces")
+    p = check_count(pieces, "pieces")
     return [Fraction(i, p) for i in range(p + 1)]
 
 
@@ -711,8 +626,8 @@ def leading_kink_knots(depth: int, pieces: int) -> list[Fraction]:
     With ``P = pieces <= 2^depth`` pieces the fit can copy ``g_depth`` on
     ``[0, (P-1)/2^depth]`` and has one piece for the rest; ``P = 2^depth`` gives all kinks.
     """
-    k = _check_count(depth, "depth")
-    p = _check_count(pieces, "pieces")
+    k = check_count(depth, "depth")
+    p = check_count(pieces, "pieces")
     if p > 2**k:
         raise ValueError(f"pieces must be at most 2^depth = {2**k}, got {p}")
     return [Fraction(i, 2**k) for i in range(p)] + [Fraction(1)]
@@ -752,8 +667,8 @@ def shallow_fit_bounds(depth: int, width: int) -> ShallowBounds:
     See :class:`ShallowBounds`.  The true best fit lies between the two; neither bound comes
     from an optimiser.
     """
-    k = _check_count(depth, "depth")
-    w = _check_count(width, "width")
+    k = check_count(depth, "depth")
+    w = check_count(width, "width")
     pieces = min(w, 2**k)
     fits = {"uniform": best_pl_fit(k, uniform_knots(pieces)),
             "leading kinks": best_pl_fit(k, leading_kink_knots(k, pieces))}

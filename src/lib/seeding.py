@@ -12,6 +12,9 @@ import random
 from typing import Any
 
 import numpy as np
+import torch
+
+from lib.config import is_paper
 
 _MAX_SEED = 2**63 - 1
 
@@ -40,10 +43,6 @@ def seed_everything(seed: int, deterministic: bool = True, threads: int | None =
     of parallel floating-point reductions.  Returns nothing; use :func:`torch_generator` /
     :func:`numpy_rng` for explicit generators.
     """
-    import torch
-
-    from lib.config import is_paper
-
     seed = check_seed(seed)
     if not isinstance(deterministic, bool):
         raise TypeError(f"deterministic must be a bool, got {type(deterministic).__name__}")
@@ -63,8 +62,6 @@ def seed_everything(seed: int, deterministic: bool = True, threads: int | None =
 
 def torch_generator(seed: int, device: Any = "cpu") -> Any:
     """A fresh ``torch.Generator`` on ``device`` seeded with ``seed``."""
-    import torch
-
     gen = torch.Generator(device=device)
     gen.manual_seed(check_seed(seed))
     return gen

@@ -13,15 +13,19 @@ of a model, records the loss and any *hooks* every ``record_every`` steps, and o
 * records the size of every parameter's update (for the assumption on bias updates).
 
 Only parameters with ``requires_grad=True`` are trained.  The loss is
-``loss_fn(model(inputs), targets)`` on the full batch.
+``loss_fn(model(inputs), targets)`` on the full batch.  :func:`lib.flows.gradient_descent`
+runs this loop too.
 
-Hooks and helpers for the chapter *Edge of stability*:
+Hooks and helpers:
 
 * :func:`sharpness_hook` -- the sharpness (top Hessian eigenvalue, Cohen et al. 2021) every
-  ``k`` steps, by Lanczos warm-started from the previous eigenvector, with the number of
-  Hessian-vector products per estimate; :func:`sharpness_along` -- the same along a
-  trajectory (e.g. the gradient flow); :func:`edge_statistics` -- the step where the
+  ``k`` steps, by Lanczos warm-started from the previous eigenvector
+  (:class:`lib.hessian.EigenTracker`), with the number of Hessian-vector products per
+  estimate; :func:`sharpness_along` -- the same along a trajectory (e.g. the gradient flow,
+  :func:`lib.hessian.eigenvalues_along`); :func:`edge_statistics` -- the step where the
   sharpness first reaches ``2/eta`` and the ratio ``sharpness / (2/eta)`` afterwards;
+* :func:`piece_hooks` -- the exact and the visible piece counts of a 1-D network
+  (:mod:`lib.pieces`), for the chapter *Floating-point error in backprop*;
 * :func:`parameter_hook` -- flattened parameters every ``k`` steps;
 * :func:`lastbit_family` -- Sun et al.'s family of runs ``fl(eta k) fl(g / k)``, with weight
   divergence and test accuracy (:func:`accuracy`, :func:`relative_l1_difference`).
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,10 +44,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from lib import hessian
 from lib.config import progress
+from lib.exact import check_count, check_dtype, check_positive
+from lib.pieces import piece_widths
 from lib.seeding import check_seed, torch_generator
 
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 NOISE_TARGETS = ("bias_updates", "bias_values")
 
 Hook = Callable[[nn.Module, int], Any]
@@ -82,22 +89,52 @@ def update_stats(update: torch.Tensor) -> dict[str, float]:
 
 def _check_args(lr: float, steps: int, record_every: int, noise: float, noise_on: str,
                 weight_decay: float, lastbit_k: int, dtype: torch.dtype | None) -> None:
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr (step size) must be a positive finite number, got {lr!r}")
-    for name, value, low in (("steps", steps, 0), ("record_every", record_every, 1),
-                             ("lastbit_k", lastbit_k, 1)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if value < low:
-            raise ValueError(f"{name} must be >= {low}, got {value}")
+    check_positive(lr, "lr (step size)")
+    check_count(steps, "steps", 0)
+    check_count(record_every, "record_every")
+    check_count(lastbit_k, "lastbit_k")
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise <= 1:
         raise ValueError(f"noise (level s of delta ~ U[-s, s]) must lie in [0, 1], got {noise!r}")
     if noise_on not in NOISE_TARGETS:
         raise ValueError(f"noise_on must be one of {NOISE_TARGETS}, got {noise_on!r}")
     if not isinstance(weight_decay, (int, float)) or weight_decay < 0 or not math.isfinite(weight_decay):
         raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
-    if dtype is not None and dtype not in FLOAT_DTYPES:
-        raise TypeError(f"dtype must be one of {FLOAT_DTYPES} or None, got {dtype!r}")
+    if dtype is not None:
+        check_dtype(dtype)
+
+
+def _check_hooks(hooks: Mapping[str, Hook] | None) -> dict[str, Hook]:
+    hooks = dict(hooks or {})
+    reserved = {"step", "loss"}
+    if reserved & hooks.keys() or any(k.startswith("update/") for k in hooks):
+        raise ValueError(f"hook names must not be {sorted(reserved)} or start with 'update/'")
+    return hooks
+
+
+def _training_copy(model: nn.Module, dtype: Any, inputs: torch.Tensor, targets: torch.Tensor
+                   ) -> tuple[nn.Module, list[tuple[str, torch.Tensor]], torch.Tensor, torch.Tensor]:
+    """A copy of ``model`` in ``dtype`` (``None``: its own), its trained parameters, and the
+    inputs and (float) targets in their dtype and on their device."""
+    net = copy.deepcopy(model)
+    if dtype is not None:
+        net = net.to(check_dtype(dtype))
+    params = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters (requires_grad=True)")
+    dtype, device = params[0][1].dtype, params[0][1].device
+    x = inputs.to(device=device, dtype=dtype)
+    y = targets.to(device=device, dtype=dtype) if targets.is_floating_point() else targets.to(device)
+    return net, params, x, y
+
+
+def _check_problem(model: Any, loss_fn: Any, inputs: Any, targets: Any) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise TypeError("loss_fn must be callable")
+    for name, tensor in (("inputs", inputs), ("targets", targets)):
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
 
 
 def _flat64(model: nn.Module) -> np.ndarray:
@@ -165,44 +202,19 @@ def gd(
     desc
         Label of the progress bar.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not callable(loss_fn):
-        raise TypeError("loss_fn must be callable")
-    for name, tensor in (("inputs", inputs), ("targets", targets)):
-        if not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    _check_problem(model, loss_fn, inputs, targets)
     if inputs.shape[0] == 0:
         raise ValueError("inputs must contain at least one sample")
     _check_args(lr, steps, record_every, noise, noise_on, weight_decay, lastbit_k, dtype)
     seed = check_seed(seed)
-    hooks = dict(hooks or {})
-    reserved = {"step", "loss"}
-    if reserved & hooks.keys() or any(k.startswith("update/") for k in hooks):
-        raise ValueError(f"hook names must not be {sorted(reserved)} or start with 'update/'")
-
-    net = copy.deepcopy(model)
-    if dtype is not None:
-        net = net.to(dtype)
-    params = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("model has no trainable parameters (requires_grad=True)")
-    work_dtype = params[0][1].dtype
-    device = params[0][1].device
-    x = inputs.to(device=device, dtype=work_dtype)
-    y = targets.to(device=device, dtype=work_dtype) if targets.is_floating_point() else targets.to(device)
-
-    lr_t = torch.tensor(lr, dtype=work_dtype, device=device)
-    k = lastbit_k
-    lr_k = lr_t * k if k != 1 else lr_t  # fl(eta * k) in the working format
-    generator = torch_generator(seed, device="cpu") if noise > 0 else None
-
-    history: dict[str, list] = {"step": [], "loss": []}
-    for name in hooks:
-        history[name] = []
+    hooks = _check_hooks(hooks)
+    net, params, x, y = _training_copy(model, dtype, inputs, targets)
+    work_dtype, device = params[0][1].dtype, params[0][1].device
+    step_fn = _Step(lr, work_dtype, device, lastbit_k, weight_decay, noise, noise_on,
+                    torch_generator(seed, device="cpu") if noise > 0 else None)
+    history: dict[str, list] = {"step": [], "loss": [], **{name: [] for name in hooks}}
     if record_updates:
-        for name, _ in params:
-            history[f"update/{name}"] = []
+        history.update({f"update/{name}": [] for name, _ in params})
 
     diverged_at: int | None = None
     steps_done = 0
@@ -223,20 +235,46 @@ def gd(
         if step == steps:
             break
         grads = torch.autograd.grad(loss, [p for _, p in params])
-        with torch.no_grad():
-            for (name, p), g in zip(params, grads):
-                if weight_decay:
-                    g = g + weight_decay * p
-                update = lr_k * (g / k) if k != 1 else lr_t * g
-                if noise > 0 and noise_on == "bias_updates" and _is_bias(name):
-                    update = _perturb(update, noise, generator)
-                p.sub_(update)
-                if noise > 0 and noise_on == "bias_values" and _is_bias(name):
-                    p.copy_(_perturb(p, noise, generator))
-                if recorded and record_updates:
-                    history[f"update/{name}"].append(update_stats(update))
+        step_fn(params, grads, history if recorded and record_updates else None)
         steps_done += 1
 
+    config = {"lr": lr, "steps": steps, "dtype": str(work_dtype), "noise": noise,
+              "noise_on": noise_on, "weight_decay": weight_decay, "lastbit_k": lastbit_k,
+              "seed": seed}
+    return GDRun(model=net, history=_pack_history(history), steps_done=steps_done,
+                 diverged_at=diverged_at, config=config)
+
+
+class _Step:
+    """One GD update of every trained parameter, in place: ``p - fl(eta k) fl(g / k)`` (plain
+    ``p - eta g`` for ``k = 1``), with weight decay and the multiplicative noise of :func:`gd`."""
+
+    def __init__(self, lr: float, dtype: torch.dtype, device: Any, k: int, weight_decay: float,
+                 noise: float, noise_on: str, generator: torch.Generator | None) -> None:
+        self.lr_t = torch.tensor(lr, dtype=dtype, device=device)
+        self.lr_k = self.lr_t * k if k != 1 else self.lr_t  # fl(eta * k) in the working format
+        self.k, self.weight_decay = k, weight_decay
+        self.noise, self.noise_on, self.generator = noise, noise_on, generator
+
+    def __call__(self, params: list[tuple[str, torch.Tensor]], grads: tuple[torch.Tensor, ...],
+                 history: dict[str, list] | None) -> None:
+        k, noise = self.k, self.noise
+        with torch.no_grad():
+            for (name, p), g in zip(params, grads):
+                if self.weight_decay:
+                    g = g + self.weight_decay * p
+                update = self.lr_k * (g / k) if k != 1 else self.lr_t * g
+                if noise > 0 and self.noise_on == "bias_updates" and _is_bias(name):
+                    update = _perturb(update, noise, self.generator)
+                p.sub_(update)
+                if noise > 0 and self.noise_on == "bias_values" and _is_bias(name):
+                    p.copy_(_perturb(p, noise, self.generator))
+                if history is not None:
+                    history[f"update/{name}"].append(update_stats(update))
+
+
+def _pack_history(history: dict[str, list]) -> dict[str, Any]:
+    """Recorded values as NumPy arrays where they are numbers (lists otherwise)."""
     out: dict[str, Any] = {}
     for name, values in history.items():
         if name.startswith("update/"):
@@ -249,11 +287,7 @@ def gd(
             except (TypeError, ValueError):
                 out[name] = values
     out["step"] = np.asarray(history["step"], dtype=int)
-    config = {"lr": lr, "steps": steps, "dtype": str(work_dtype), "noise": noise,
-              "noise_on": noise_on, "weight_decay": weight_decay, "lastbit_k": lastbit_k,
-              "seed": seed}
-    return GDRun(model=net, history=out, steps_done=steps_done, diverged_at=diverged_at,
-                 config=config)
+    return out
 
 
 def _perturb(value: torch.Tensor, s: float, generator: torch.Generator) -> torch.Tensor:
@@ -289,32 +323,14 @@ class SharpnessHook:
                  inputs: torch.Tensor, targets: torch.Tensor, *, every: int = 1, k: int = 1,
                  tol: float | None = None, max_iter: int | None = None, seed: int = 0,
                  method: str | None = None, warm_start: bool = True) -> None:
-        from lib import hessian
-
-        if not callable(loss_fn):
-            raise TypeError("loss_fn must be callable")
-        for name, tensor in (("inputs", inputs), ("targets", targets)):
-            if not isinstance(tensor, torch.Tensor):
-                raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
-        for name, value in (("every", every), ("k", k)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float))
-                                or not math.isfinite(tol) or tol <= 0):
-            raise ValueError(f"tol must be a positive finite number or None, got {tol!r}")
-        if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, int)
-                                     or max_iter < 1):
-            raise ValueError(f"max_iter must be a positive int or None, got {max_iter!r}")
-        method = hessian.DEFAULT_HVP_METHOD if method is None else method
-        if method not in hessian.HVP_METHODS:
-            raise ValueError(f"method must be one of {hessian.HVP_METHODS}, got {method!r}")
-        if not isinstance(warm_start, bool):
-            raise TypeError(f"warm_start must be a bool, got {type(warm_start).__name__}")
+        method = _check_sharpness(loss_fn, inputs, targets, every, k, tol, max_iter, method,
+                                  warm_start)
         self.loss_fn, self.inputs, self.targets = loss_fn, inputs, targets
         self.every, self.k, self.tol, self.max_iter = every, k, tol, max_iter
         self.seed, self.method, self.warm_start = check_seed(seed), method, warm_start
+        self._tracker = hessian.EigenTracker(loss_fn, inputs, targets, which="top", k=k, tol=tol,
+                                             max_iter=max_iter, seed=self.seed, method=method,
+                                             warm_start=warm_start)
         self.reset()
 
     def reset(self) -> None:
@@ -324,7 +340,12 @@ class SharpnessHook:
         self.n_hvp: list[int] = []
         self.converged: list[bool] = []
         self.seconds: list[float] = []
-        self.vector: torch.Tensor | None = None
+        self._tracker.reset()
+
+    @property
+    def vector(self) -> torch.Tensor | None:
+        """The warm start of the next estimate (``None`` before the first)."""
+        return self._tracker.vector
 
     def _nan(self) -> Any:
         return math.nan if self.k == 1 else np.full(self.k, math.nan)
@@ -333,39 +354,9 @@ class SharpnessHook:
                  theta: torch.Tensor | np.ndarray | None = None) -> Any:
         """The sharpness of ``model`` (at the flat parameters ``theta`` if given), recorded
         under ``step``; always computed (no ``every`` test)."""
-        import time
-
-        from lib import hessian
-
-        params = [p for p in model.parameters() if p.requires_grad]
-        if not params:
-            raise ValueError("model has no trainable parameters (requires_grad=True)")
-        dtype, device = params[0].dtype, params[0].device
-        x = self.inputs.to(device=device, dtype=dtype)
-        y = (self.targets.to(device=device, dtype=dtype) if self.targets.is_floating_point()
-             else self.targets.to(device))
-        if theta is None:
-            finite = all(bool(torch.isfinite(p).all()) for p in params)
-        else:
-            finite = bool(np.all(np.isfinite(np.asarray(theta, dtype=np.float64))))
         t0 = time.perf_counter()
-        value, n_hvp, ok = self._nan(), 0, False
-        if finite:
-            v0 = self.vector if self.warm_start else None
-            try:
-                vals, info = hessian.top_eigenvalues(
-                    model, self.loss_fn, x, y, self.k, v0=v0, tol=self.tol,
-                    max_iter=self.max_iter, seed=self.seed, method=self.method, theta=theta,
-                    require_convergence=False, return_info=True)
-            except FloatingPointError:
-                pass
-            else:
-                values = vals.numpy()
-                value = float(values[0]) if self.k == 1 else values.copy()
-                n_hvp, ok = info.n_hvp, info.converged
-                start = info.vectors.sum(dim=1)
-                if float(start.norm()) > 0:
-                    self.vector = start / start.norm()
+        values, n_hvp, ok = self._tracker(model, theta)
+        value = float(values[0]) if self.k == 1 else values.copy()
         self.steps.append(int(step))
         self.values.append(value)
         self.n_hvp.append(int(n_hvp))
@@ -431,17 +422,39 @@ def sharpness_along(
     e.g. a :class:`lib.flows.Trajectory` of the gradient flow), warm-started row to row as in
     :class:`SharpnessHook`; returns its :meth:`SharpnessHook.result` (``step`` = ``steps`` or
     the row index).  ``model`` supplies the architecture and dtype and is not modified."""
-    rows = np.asarray(thetas, dtype=np.float64)
-    if rows.ndim != 2 or rows.shape[0] == 0:
-        raise ValueError(f"thetas must be a non-empty 2-D array (rows, n_params), got shape {rows.shape}")
-    labels = np.arange(len(rows)) if steps is None else np.asarray(steps)
-    if labels.shape != (len(rows),):
-        raise ValueError(f"steps must have one entry per row of thetas ({len(rows)}), got shape {labels.shape}")
-    hook = SharpnessHook(loss_fn, inputs, targets, k=k, tol=tol, max_iter=max_iter, seed=seed,
-                         method=method)
-    for i in progress(range(len(rows)), desc=desc or "sharpness", total=len(rows)):
-        hook.evaluate(model, int(labels[i]), theta=torch.from_numpy(np.ascontiguousarray(rows[i])))
-    return hook.result()
+    method = _check_sharpness(loss_fn, inputs, targets, 1, k, tol, max_iter, method, True)
+    n_rows = np.asarray(thetas).shape[0] if np.ndim(thetas) == 2 else 0
+    labels = np.arange(n_rows) if steps is None else np.asarray(steps)
+    if n_rows and labels.shape != (n_rows,):
+        raise ValueError(f"steps must have one entry per row of thetas ({n_rows}), got shape {labels.shape}")
+    path = hessian.eigenvalues_along(model, loss_fn, inputs, targets, thetas, which="top", k=k,
+                                     tol=tol, max_iter=max_iter, seed=seed, method=method,
+                                     desc=desc or "sharpness")
+    return {"step": labels.astype(int), "sharpness": path.values[:, 0].copy() if k == 1
+            else path.values, "n_hvp": path.n_hvp, "converged": path.converged,
+            "seconds": path.seconds}
+
+
+def _check_sharpness(loss_fn: Any, inputs: Any, targets: Any, every: Any, k: Any, tol: Any,
+                     max_iter: Any, method: str | None, warm_start: Any) -> str:
+    """Checked arguments of :class:`SharpnessHook`; returns the HVP method."""
+    if not callable(loss_fn):
+        raise TypeError("loss_fn must be callable")
+    for name, tensor in (("inputs", inputs), ("targets", targets)):
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    check_count(every, "every")
+    check_count(k, "k")
+    if tol is not None:
+        check_positive(tol, "tol")
+    if max_iter is not None:
+        check_count(max_iter, "max_iter")
+    method = hessian.DEFAULT_HVP_METHOD if method is None else method
+    if method not in hessian.HVP_METHODS:
+        raise ValueError(f"method must be one of {hessian.HVP_METHODS}, got {method!r}")
+    if not isinstance(warm_start, bool):
+        raise TypeError(f"warm_start must be a bool, got {type(warm_start).__name__}")
+    return method
 
 
 def edge_statistics(steps: Any, sharpness: Any, lr: float, *, after: int = 0) -> dict[str, Any]:
@@ -476,6 +489,28 @@ def edge_statistics(steps: Any, sharpness: Any, lr: float, *, after: int = 0) ->
         out.update({"mean": float(window.mean()), "std": float(window.std()),
                     "min": float(window.min()), "max": float(window.max())})
     return out
+
+
+def piece_hooks(min_width: float, interval: Any = (0.0, 1.0)) -> dict[str, Hook]:
+    """Hooks for :func:`gd`: ``"pieces"`` (the exact count of :func:`lib.pieces.count_pieces`)
+    and ``"visible"`` (pieces wider than ``min_width``, :func:`lib.pieces.piece_widths`) of the
+    trained network on ``interval``, one piece analysis per recorded step."""
+    if not (isinstance(min_width, (int, float)) and not isinstance(min_width, bool)
+            and math.isfinite(min_width) and min_width >= 0):
+        raise ValueError(f"min_width must be a finite number >= 0, got {min_width!r}")
+    cache: dict[tuple[int, int, bytes], np.ndarray] = {}
+
+    def widths(model: nn.Module, step: int) -> np.ndarray:
+        state = b"".join(p.detach().to("cpu", torch.float64).numpy().tobytes()
+                         for p in model.parameters())
+        key = (id(model), step, state)
+        if key not in cache:
+            cache.clear()
+            cache[key] = piece_widths(model, interval)
+        return cache[key]
+
+    return {"pieces": lambda m, s: int(widths(m, s).size),
+            "visible": lambda m, s: int((widths(m, s) > min_width).sum())}
 
 
 class ParameterHook:
@@ -574,20 +609,11 @@ class LastBitFamily:
 
 
 def lastbit_family(
-    model: nn.Module,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    *,
-    lr: float,
-    steps: int,
-    ks: tuple[int, ...] | list[int] = (1, 3, 5, 7, 9, 11),
-    dtype: torch.dtype | None = None,
-    weight_decay: float = 0.0,
-    record_every: int = 1,
-    test_inputs: torch.Tensor | None = None,
-    test_labels: torch.Tensor | None = None,
-    desc: str | None = None,
+    model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor, targets: torch.Tensor, *, lr: float, steps: int,
+    ks: tuple[int, ...] | list[int] = (1, 3, 5, 7, 9, 11), dtype: torch.dtype | None = None,
+    weight_decay: float = 0.0, record_every: int = 1, test_inputs: torch.Tensor | None = None,
+    test_labels: torch.Tensor | None = None, desc: str | None = None,
 ) -> LastBitFamily:
     """Sun et al.'s last-bit perturbation family: GD from the same start with the step applied
     as ``fl(lr * k) * fl(g / k)`` for each ``k`` in ``ks`` (identical in exact arithmetic,
