@@ -464,9 +464,6 @@ class Ledger:
         only check for consistency (the table shows it beside the verdict).  Raises
         :class:`VerdictMismatch` when the computed verdict is not ``expect``.
         """
-        claim_id = self._check_id(claim_id)
-        if not isinstance(claim, str) or not claim.strip():
-            raise ValueError("claim must be a non-empty string")
         if expect not in VERDICTS or expect == "not testable":
             raise ValueError(
                 f"expect must be one of 'holds', 'fails', 'vacuous', got {expect!r} "
@@ -484,25 +481,14 @@ class Ledger:
             raise TypeError("consistency must be a bool")
         values = _normalise_measured(measured)
         verdict, detail = criterion.evaluate(values)
-        loose = criterion.loose
-        entry = Claim(
-            id=claim_id,
-            chapter=self.chapter,
-            claim=claim,
-            source=_check_source(source),
-            refs=_check_refs(refs),
-            measured=values,
-            criterion=criterion,
-            verdict=verdict,
-            expected=expect,
-            loose=loose,
-            note=note,
-            detail=detail,
+        entry = self._entry(
+            claim_id, claim, source, refs, values, criterion=criterion, verdict=verdict,
+            expected=expect, loose=criterion.loose, note=note, detail=detail,
             consistency=consistency,
         )
         if verdict != expect and strict():
             raise VerdictMismatch(_mismatch_message(entry))
-        self.claims[claim_id] = entry
+        self.claims[entry.id] = entry
         return entry
 
     def not_testable(
@@ -516,26 +502,28 @@ class Ledger:
         refs: str | Sequence[str] = (),
     ) -> Claim:
         """Record a claim the book cannot test, with the reason (``why``)."""
+        if not isinstance(why, str) or not why.strip():
+            raise ValueError("why must say why the claim cannot be tested")
+        entry = self._entry(
+            claim_id, claim, source, refs, _normalise_measured(measured or {}),
+            criterion=None, verdict="not testable", expected="not testable", loose=False,
+            note=why,
+        )
+        self.claims[entry.id] = entry
+        return entry
+
+    def _entry(
+        self, claim_id: Any, claim: Any, source: Any, refs: Any, measured: dict[str, Any],
+        **fields: Any,
+    ) -> Claim:
+        """A :class:`Claim` of this chapter after the checks shared by every kind."""
         claim_id = self._check_id(claim_id)
         if not isinstance(claim, str) or not claim.strip():
             raise ValueError("claim must be a non-empty string")
-        if not isinstance(why, str) or not why.strip():
-            raise ValueError("why must say why the claim cannot be tested")
-        entry = Claim(
-            id=claim_id,
-            chapter=self.chapter,
-            claim=claim,
-            source=_check_source(source),
-            refs=_check_refs(refs),
-            measured=_normalise_measured(measured or {}),
-            criterion=None,
-            verdict="not testable",
-            expected="not testable",
-            loose=False,
-            note=why,
+        return Claim(
+            id=claim_id, chapter=self.chapter, claim=claim, source=_check_source(source),
+            refs=_check_refs(refs), measured=measured, **fields,
         )
-        self.claims[claim_id] = entry
-        return entry
 
     # ---------------------------------------------------------------- output
     def as_json(self) -> list[dict[str, Any]]:

@@ -199,6 +199,141 @@ def _verdict(c: Mapping[str, Any] | None) -> str:
     return text
 
 
+def _summary(book: Mapping[str, Any], paper: Mapping[str, Any] | None, claims_link: str) -> str:
+    allc = list(book["claims"])
+    counts = _claims.verdict_counts(allc)
+    loose = sum(1 for c in allc if c.get("loose"))
+    consistency = sum(1 for c in allc if c.get("consistency"))
+    out = [
+        f"This build (profile `{book.get('profile', '?')}`, commit `{book.get('commit', '?')}`, "
+        f"{book.get('created', '?')}) records **{len(allc)} claims** in "
+        f"{len({c['chapter'] for c in allc})} chapters: "
+        + ", ".join(f"{n} {v}" for v, n in counts.items())
+        + f". {loose} checks are loose (a window wider than a factor "
+        f"{_claims.LOOSE_FACTOR:g}, or a weak predicate); {consistency} claims rest on a proof "
+        "that the computation only checks for consistency."
+        + (f" The whole ledger: {claims_link}." if claims_link else "")
+        + "\n"
+    ]
+    if paper:
+        comparison = compare(book, paper)
+        out.append(
+            f"The paper-scale record (`{PAPER_RECORD.as_posix()}`, commit "
+            f"`{paper.get('commit', '?')}`, {paper.get('created', '?')}) holds "
+            f"{len(paper['claims'])} claims; {len(comparison['differs'])} verdicts differ from "
+            f"this build's, {len(comparison['never_paper'])} claims of this build have never run "
+            "at paper scale.\n"
+        )
+    else:
+        out.append(
+            f"No paper-scale record (`{PAPER_RECORD.as_posix()}`) exists yet: no claim has "
+            "run at paper scale.\n"
+        )
+    return "\n".join(out)
+
+
+def _flags(c: Mapping[str, Any], paper: Mapping[str, Any] | None, differs: set[str]) -> str:
+    flags = []
+    if c.get("loose"):
+        flags.append("loose")
+    if c.get("consistency"):
+        flags.append("consistency check")
+    if c["id"] in differs:
+        flags.append("**differs at paper scale**")
+    elif paper is not None and c["id"] not in {p["id"] for p in paper["claims"]}:
+        flags.append("never run at paper scale")
+    return ", ".join(flags)
+
+
+def _by_source(book: Mapping[str, Any], paper: Mapping[str, Any] | None) -> str:
+    profile = book.get("profile", "?")
+    paper_by_id = {c["id"]: c for c in paper["claims"]} if paper else {}
+    differs = set(compare(book, paper)["differs"])
+    out = [
+        "## Claims by source\n",
+        "Each claim under the first work it cites (the book's own claims under *ours*); the "
+        "chapter's table has the measured values and the criterion.\n",
+    ]
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for c in book["claims"]:
+        groups.setdefault(c["source"][0] if c["source"] else "", []).append(c)
+    for key in sorted(k for k in groups if k) + ([""] if "" in groups else []):
+        title = "{cite:t}`" + key + "`" if key else "ours"
+        out.append(f"**{title}** ({len(groups[key])} claims)\n")
+        rows = [
+            [f"`{c['id']}`", c["claim"], "{doc}`" + c["chapter"] + "`", _verdict(c),
+             _verdict(paper_by_id.get(c["id"])), _flags(c, paper, differs)]
+            for c in groups[key]
+        ]
+        out.append(_table(
+            ["id", "claim", "chapter", f"verdict ({profile})", "verdict (paper)", "flags"], rows
+        ))
+    return "\n".join(out)
+
+
+def _loose_section(book: Mapping[str, Any]) -> str:
+    loose = [c for c in book["claims"] if c.get("loose")]
+    if not loose:
+        return "## Loose checks\n\nNone.\n"
+    return "\n".join([
+        "## Loose checks\n",
+        "These criteria cannot separate the claim from a result a few times off; they are "
+        "listed so that a weak check is visible.\n",
+        _table(["id", "criterion", "measured"],
+               [[f"`{c['id']}`", c["criterion"]["text"], _claims.render_measured(c["measured"])]
+                for c in loose]),
+    ])
+
+
+def _paper_section(book: Mapping[str, Any], paper: Mapping[str, Any] | None) -> str:
+    out = ["## Quick and paper scale\n"]
+    if paper is None:
+        return "\n".join(out + ["No paper-scale record yet.\n"])
+    comparison = compare(book, paper)
+    ours = {c["id"]: c for c in book["claims"]}
+    theirs = {c["id"]: c for c in paper["claims"]}
+    if comparison["differs"]:
+        out.append(_table(
+            ["id", f"verdict ({book.get('profile', '?')})", "verdict (paper)"],
+            [[f"`{i}`", _verdict(ours[i]), _verdict(theirs[i])] for i in comparison["differs"]],
+        ))
+    else:
+        out.append("No verdict differs between this build and the paper record.\n")
+    if comparison["never_paper"]:
+        out.append("Never run at paper scale: "
+                   + ", ".join(f"`{i}`" for i in comparison["never_paper"]) + ".\n")
+    if comparison["paper_only"]:
+        out.append("In the paper record but no longer in the book: "
+                   + ", ".join(f"`{i}`" for i in comparison["paper_only"]) + ".\n")
+    chapters = paper.get("chapters", {})
+    if chapters:
+        out.append("The paper record's chapters:\n")
+        out.append(_table(
+            ["chapter", "run time (s)", "status", "commit", "date", "hardware"],
+            [[name, f"{info.get('runtime_s', float('nan')):.0f}", info.get("status", "?"),
+              f"`{info.get('commit', '?')}`", info.get("date", "?"), info.get("hardware", "?")]
+             for name, info in chapters.items()],
+        ))
+    return "\n".join(out)
+
+
+def _execution_section(exec_data: Mapping[str, Mapping[str, Any]] | None) -> str:
+    if not exec_data:
+        return "## Execution\n\nNo execution data.\n"
+    rows = [
+        ["{doc}`" + page.rsplit("/", 1)[-1] + "`",
+         "—" if data.get("runtime") is None else f"{data['runtime']:.1f}",
+         data.get("method", "?"), "yes" if data.get("succeeded") else "no"]
+        for page, data in exec_data.items()
+    ]
+    return "\n".join([
+        "## Execution\n",
+        "Per chapter, as myst-nb reports it for this build (a cached chapter shows the time "
+        "of the run that filled the cache):\n",
+        _table(["chapter", "execution time (s)", "method", "succeeded"], rows),
+    ])
+
+
 def report_markdown(
     book: Mapping[str, Any],
     *,
@@ -210,152 +345,22 @@ def report_markdown(
     claims_link: str = "",
 ) -> str:
     """The reproduction report as MyST Markdown (see the module docstring)."""
-    allc = list(book["claims"])
-    profile = book.get("profile", "?")
-    comparison = compare(book, paper)
-    paper_by_id = {c["id"]: c for c in paper["claims"]} if paper else {}
-    differs = set(comparison["differs"])
-    out: list[str] = []
-
-    counts = _claims.verdict_counts(allc)
-    loose = [c for c in allc if c.get("loose")]
-    out.append(
-        f"This build (profile `{profile}`, commit `{book.get('commit', '?')}`, "
-        f"{book.get('created', '?')}) records **{len(allc)} claims** in "
-        f"{len({c['chapter'] for c in allc})} chapters: "
-        + ", ".join(f"{n} {v}" for v, n in counts.items())
-        + f". {len(loose)} checks are loose (a window wider than a factor "
-        f"{_claims.LOOSE_FACTOR:g}, or a weak predicate); "
-        f"{sum(1 for c in allc if c.get('consistency'))} claims rest on a proof that the "
-        "computation only checks for consistency."
-        + (f" The whole ledger: {claims_link}." if claims_link else "")
-        + "\n"
-    )
-    if paper:
-        out.append(
-            f"The paper-scale record (`{PAPER_RECORD.as_posix()}`, commit "
-            f"`{paper.get('commit', '?')}`, {paper.get('created', '?')}) holds "
-            f"{len(paper['claims'])} claims; {len(differs)} verdicts differ from this build's, "
-            f"{len(comparison['never_paper'])} claims of this build have never run at paper "
-            "scale.\n"
-        )
-    else:
-        out.append(
-            f"No paper-scale record (`{PAPER_RECORD.as_posix()}`) exists yet: no claim has "
-            "run at paper scale.\n"
-        )
-
-    # ---- claims by source
-    out.append("## Claims by source\n")
-    out.append(
-        "Each claim under the first work it cites (the book's own claims under *ours*); the "
-        "chapter's table has the measured values and the criterion.\n"
-    )
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    for c in allc:
-        groups.setdefault(c["source"][0] if c["source"] else "", []).append(c)
-    order = sorted(k for k in groups if k) + ([""] if "" in groups else [])
-    for key in order:
-        title = "{cite:t}`" + key + "`" if key else "ours"
-        out.append(f"**{title}** ({len(groups[key])} claims)\n")
-        rows = []
-        for c in groups[key]:
-            flags = []
-            if c.get("loose"):
-                flags.append("loose")
-            if c.get("consistency"):
-                flags.append("consistency check")
-            if c["id"] in differs:
-                flags.append("**differs at paper scale**")
-            elif paper is not None and c["id"] not in paper_by_id:
-                flags.append("never run at paper scale")
-            rows.append([
-                f"`{c['id']}`",
-                c["claim"],
-                "{doc}`" + c["chapter"] + "`",
-                _verdict(c),
-                _verdict(paper_by_id.get(c["id"])),
-                ", ".join(flags),
-            ])
-        out.append(_table(
-            ["id", "claim", "chapter", f"verdict ({profile})", "verdict (paper)", "flags"], rows
-        ))
-
-    # ---- loose checks and differences
-    out.append("## Loose checks\n")
-    if loose:
-        out.append(
-            "These criteria cannot separate the claim from a result a few times off; they are "
-            "listed so that a weak check is visible.\n"
-        )
-        out.append(_table(
-            ["id", "criterion", "measured"],
-            [[f"`{c['id']}`", c["criterion"]["text"], _claims.render_measured(c["measured"])]
-             for c in loose],
-        ))
-    else:
-        out.append("None.\n")
-    out.append("## Quick and paper scale\n")
-    if paper is None:
-        out.append("No paper-scale record yet.\n")
-    else:
-        if differs:
-            out.append(_table(
-                ["id", f"verdict ({profile})", "verdict (paper)"],
-                [[f"`{i}`", _verdict({c["id"]: c for c in allc}[i]), _verdict(paper_by_id[i])]
-                 for i in comparison["differs"]],
-            ))
-        else:
-            out.append("No verdict differs between this build and the paper record.\n")
-        if comparison["never_paper"]:
-            out.append(
-                "Never run at paper scale: "
-                + ", ".join(f"`{i}`" for i in comparison["never_paper"]) + ".\n"
-            )
-        if comparison["paper_only"]:
-            out.append(
-                "In the paper record but no longer in the book: "
-                + ", ".join(f"`{i}`" for i in comparison["paper_only"]) + ".\n"
-            )
-        chapters = paper.get("chapters", {})
-        if chapters:
-            out.append("The paper record's chapters:\n")
-            out.append(_table(
-                ["chapter", "run time (s)", "status", "commit", "date", "hardware"],
-                [[name, f"{info.get('runtime_s', float('nan')):.0f}", info.get("status", "?"),
-                  f"`{info.get('commit', '?')}`", info.get("date", "?"), info.get("hardware", "?")]
-                 for name, info in chapters.items()],
-            ))
-
-    # ---- execution and environment
-    out.append("## Execution\n")
-    if exec_data:
-        rows = []
-        for page, data in exec_data.items():
-            runtime = data.get("runtime")
-            rows.append([
-                "{doc}`" + page.rsplit("/", 1)[-1] + "`",
-                "—" if runtime is None else f"{runtime:.1f}",
-                data.get("method", "?"),
-                "yes" if data.get("succeeded") else "no",
-            ])
-        out.append(
-            "Per chapter, as myst-nb reports it for this build (a cached chapter shows the time "
-            "of the run that filled the cache):\n"
-        )
-        out.append(_table(["chapter", "execution time (s)", "method", "succeeded"], rows))
-    else:
-        out.append("No execution data.\n")
-    out.append("## Environment\n")
-    env_rows = [["profile", f"`{profile}`"], ["commit", f"`{book.get('commit', '?')}`"]]
+    env_rows = [["profile", f"`{book.get('profile', '?')}`"],
+                ["commit", f"`{book.get('commit', '?')}`"]]
     if lib_key:
         env_rows.append(["`lib` cache key", f"`{lib_key}`"])
     if machine:
         env_rows.append(["hardware", machine])
-    for name, version in (versions or {}).items():
-        env_rows.append([name, version])
-    out.append(_table(["what", "value"], env_rows))
-    return "\n".join(out)
+    env_rows += [[name, version] for name, version in (versions or {}).items()]
+    return "\n".join([
+        _summary(book, paper, claims_link),
+        _by_source(book, paper),
+        _loose_section(book),
+        _paper_section(book, paper),
+        _execution_section(exec_data),
+        "## Environment\n",
+        _table(["what", "value"], env_rows),
+    ])
 
 
 # --------------------------------------------------------------------------------------
