@@ -335,7 +335,7 @@ def gaussian_bump(x: torch.Tensor | np.ndarray | float, derivative: int = 0
     numbers are computed in float64 (an ndarray, or a float for a scalar).
 
     The Gaussian target of Gentile and Welper's experiments on ``[-1, 1]`` (a normal density
-    with standard deviation 1/5, scaled by 1/2): ``g' = -25 x g``, ``g'' = (625 x^2 - 25) g``.
+    with standard deviation 1/5, scaled by 1/4): ``g' = -25 x g``, ``g'' = (625 x^2 - 25) g``.
     """
     if isinstance(derivative, bool) or derivative not in (0, 1, 2):
         raise ValueError(f"derivative must be 0, 1 or 2, got {derivative!r}")
