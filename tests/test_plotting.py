@@ -67,3 +67,25 @@ def test_glue_figure_validates_and_closes() -> None:
         plotting.glue_figure("", fig)
     plotting.glue_figure("fig-test", fig)  # outside a kernel glue only records
     assert not plt.fignum_exists(fig.number)
+
+
+def test_glue_text_glues_formatted_values_and_refuses_floats(monkeypatch) -> None:
+    import myst_nb
+
+    from lib import plotting
+
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: glued.update(
+        {name: (value, display)}))
+    plotting.glue_text({"a-b": "1.5e-3", "n": 12})
+    assert glued == {"a-b": ("1.5e-3", False), "n": ("12", False)}
+    import numpy as np
+    import pytest
+
+    for bad in (1.5, np.float64(1.5), True):
+        with pytest.raises(TypeError, match="values"):
+            plotting.glue_text({"x": bad})
+    with pytest.raises(TypeError, match="mapping"):
+        plotting.glue_text([("x", "1")])
+    with pytest.raises(ValueError, match="names"):
+        plotting.glue_text({"": "1"})

@@ -14,6 +14,7 @@ floating-point formats always get the same colour (:data:`PRECISION_COLORS`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import matplotlib as mpl
@@ -153,3 +154,25 @@ def glue_figure(name: str, fig: Figure) -> None:
 
     glue(name, fig, display=False)
     plt.close(fig)
+
+
+def glue_text(values: Mapping[str, Any]) -> None:
+    """Glue a group of numbers formatted for the text, ``{name: "1.2e-3", ...}``, each for
+    a ``{glue:text}`` role (one call instead of one ``glue(..., display=False)`` per number).
+
+    Values must already be formatted: strings, or Python ints (written as they are); a
+    float or a NumPy scalar raises ``TypeError`` (format it, e.g. ``f"{x:.3g}"``, so the
+    page shows the digits the text means, with NumPy 2 as with NumPy 1).
+    """
+    if not isinstance(values, Mapping):
+        raise TypeError(f"values must be a mapping of names to strings, got {type(values).__name__}")
+    from myst_nb import glue
+
+    for name, value in values.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"names must be non-empty strings, got {name!r}")
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise TypeError(
+                f"values[{name!r}] must be a formatted string or an int, got {type(value).__name__}"
+            )
+        glue(name, value if isinstance(value, str) else str(value), display=False)
