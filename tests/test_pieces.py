@@ -445,3 +445,62 @@ def test_zero_bias_nets_are_homogeneous(widths, seed, interval) -> None:
 def test_width_one_nets_have_at_most_three_pieces(depth, seed, init, interval) -> None:
     net = N.random_relu_net([1] * depth, init, seed=seed)
     assert P.count_pieces(net, interval) <= (2 if depth == 1 else 3)
+
+
+# --------------------------------------------------------------------------- chapter experiments
+@pytest.mark.parametrize("depth", [1, 2, 5])
+def test_width_one_net_has_three_pieces_from_depth_two(depth: int) -> None:
+    net = P.width_one_net(depth)
+    assert P.relu_widths(net) == [1] * depth
+    assert P.count_pieces(net, (-5.0, 5.0)) == (2 if depth == 1 else 3)
+    assert P.count_pieces(net, (-5.0, 5.0)) == P.reference_count_pieces(net, (-5.0, 5.0))
+    with pytest.raises(ValueError, match="depth"):
+        P.width_one_net(0)
+
+
+def test_random_net_counts_rows_and_seeds() -> None:
+    rows = P.random_net_counts((1, 2), (2, 3), 2, ((-1.0, 1.0), (-10.0, 10.0)), inits=("he",))
+    assert [(r["depth"], r["width"]) for r in rows] == [(1, 2), (1, 3), (2, 2), (2, 3)]
+    r = rows[-1]
+    assert r["neurons"] == 6 and r["product bound"] == 16 and len(r["counts"]) == 2
+    net = N.random_relu_net([3, 3], "he", seed=10_000 * 2 + 100 * 3 + 1)
+    assert r["counts"][0][1] == P.count_pieces(net, (-1.0, 1.0))
+    assert all(a <= b for a, b in zip(*r["counts"]))   # the wider window sees at least as many
+    with pytest.raises(ValueError, match="inits"):
+        P.random_net_counts((1,), (2,), 2, ((-1.0, 1.0),), inits=("glorot",))
+    with pytest.raises(TypeError, match="intervals"):
+        P.random_net_counts((1,), (2,), 2, ())
+    with pytest.raises(ValueError, match="n_nets"):
+        P.random_net_counts((1,), (2,), 1, ((-1.0, 1.0),))
+
+
+def test_resolution_rows_match_the_proposition() -> None:
+    rows = P.resolution_rows(st.sawtooth_net, {"float16": (torch.float16, range(1, 13))})
+    for r in rows:
+        assert r["pieces"] == 2 ** r["L"]
+        assert (r["representable"] == 1.0) == (r["L"] <= 11)
+        assert r["resolved"] == min(2 ** r["L"], 2**10)
+    win = P.resolution_rows(st.sawtooth_net, {"float16": (torch.float16, (12,))}, window_pieces=16)
+    assert win[0]["pieces"] == 16 and win[0]["resolved"] == 0
+    with pytest.raises(ValueError, match="window_pieces"):
+        P.resolution_rows(st.sawtooth_net, {"float16": (torch.float16, (3,))}, window_pieces=6)
+    with pytest.raises(ValueError, match="window_pieces"):
+        P.resolution_rows(st.sawtooth_net, {"float16": (torch.float16, (3,))}, window_pieces=8)
+    with pytest.raises(TypeError, match="build"):
+        P.resolution_rows(None, {})
+    with pytest.raises(TypeError, match="cases"):
+        P.resolution_rows(st.sawtooth_net, [("float16", torch.float16, (3,))])
+
+
+def test_perturbation_rows_counts_and_thresholds() -> None:
+    base = st.sawtooth_net(4)
+    rows = P.perturbation_rows(base, (1e-9, 1e-3), 2, 2.0**-4)
+    assert [(r["rel"], r["seed"]) for r in rows] == [(1e-9, 0), (1e-9, 1), (1e-3, 0), (1e-3, 1)]
+    for r in rows:
+        assert r["pieces"] == P.count_pieces(N.perturbed_net(base, r["rel"], seed=r["seed"]))
+        assert r["pieces"] >= r["wider than 1e-12"] >= r["wider than 2^-L/8"] >= r["wider than half a piece"]
+    assert rows[0]["wider than half a piece"] == 16
+    with pytest.raises(ValueError, match="ideal_width"):
+        P.perturbation_rows(base, (1e-9,), 1, 0.0)
+    with pytest.raises(ValueError, match="seeds"):
+        P.perturbation_rows(base, (1e-9,), 0, 1.0)

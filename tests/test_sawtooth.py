@@ -493,3 +493,72 @@ def test_sawtooth_layer_is_exact_in_every_summation_order(np_dtype) -> None:
             assert np.array_equal(np.maximum(acc, 0).astype(np.float64), expected), (t, order)
             if t == 0.0:  # the output layer (bias 0, no ReLU) returns g(y) itself
                 assert np.array_equal(acc.astype(np.float64), g64), order
+
+
+# --------------------------------------------------------------------------- chapter checks
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("build, arg", [(S.sawtooth_net, 5), (S.yarotsky_square_net, 4),
+                                        (S.shallow_sawtooth_net, 3)])
+def test_dyadic_net_exact_agrees_with_net_exact(build, arg: int, dtype: torch.dtype) -> None:
+    net = build(arg, dtype)
+    points = [Fraction(k, 64) for k in range(65)] + [Fraction(-3, 4), Fraction(5, 2), 0.375, 1]
+    assert S.dyadic_net_exact(net, points) == S.net_exact(net, points)
+
+
+def test_dyadic_net_exact_edge_cases() -> None:
+    net = S.sawtooth_net(2)
+    assert S.dyadic_net_exact(net, []) == []
+    with pytest.raises(ValueError, match="dyadic"):
+        S.dyadic_net_exact(net, [Fraction(1, 3)])
+    with pytest.raises(TypeError, match="points"):
+        S.dyadic_net_exact(net, 0.5)
+    with pytest.raises(TypeError):
+        S.dyadic_net_exact(nn.Sequential(nn.Tanh()), [0.5])
+
+
+@pytest.mark.parametrize("dtype, n_inputs", [(torch.float16, 15361), (torch.bfloat16, 16257)])
+def test_layer_rounding_mismatches_is_exhaustive_and_clean(dtype: torch.dtype, n_inputs: int) -> None:
+    assert S.layer_rounding_mismatches(dtype) == (n_inputs, 0)
+
+
+def test_layer_rounding_mismatches_rejects_wide_formats() -> None:
+    with pytest.raises(ValueError, match="dtype"):
+        S.layer_rounding_mismatches(torch.float32)
+    with pytest.raises(TypeError, match="dtype"):
+        S.layer_rounding_mismatches("float8")
+
+
+def test_yarotsky_rounding_errors_parts() -> None:
+    x = torch.rand(256, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    rows = S.yarotsky_rounding_errors(x, torch.float16, 6)
+    assert [r["m"] for r in rows] == list(range(1, 7))
+    u = 2.0**-11
+    for r in rows:
+        # the total is at most the sum of its parts, and m = 1 is dominated by the approximation
+        assert r["total / u"] <= r["input rounding / u"] + r["arithmetic / u"] + 1e-12
+        assert r["total / 2^(-2m-2)"] == pytest.approx(r["total / u"] * u * 4 ** (r["m"] + 1))
+    assert 0.5 < rows[0]["total / 2^(-2m-2)"] <= 1.01   # 2^-4 plus a few u
+    with pytest.raises(ValueError, match="max_m"):
+        S.yarotsky_rounding_errors(x, torch.float16, 13)
+    with pytest.raises(ValueError, match="dtype"):
+        S.yarotsky_rounding_errors(x, torch.float64, 3)
+    with pytest.raises(TypeError, match="x_real"):
+        S.yarotsky_rounding_errors(x.float(), torch.float16, 3)
+
+
+@pytest.mark.parametrize("m", [1, 3, 5])
+def test_square_error_on_cells_is_the_yarotsky_sup(m: int) -> None:
+    kinks = [Fraction(k, 2**m) for k in range(1, 2**m)]
+    sup, where, smallest = S.square_error_on_cells(S.yarotsky_square_net(m), kinks)
+    assert sup == Fraction(1, 4 ** (m + 1))
+    assert where == [Fraction(2 * k + 1, 2 ** (m + 1)) for k in range(2**m)]
+    assert smallest == 0
+    assert (sup, where) == S.yarotsky_max_error_exact(m)
+
+
+def test_square_error_on_cells_validation() -> None:
+    net = S.yarotsky_square_net(2)
+    with pytest.raises(ValueError, match="breakpoints"):
+        S.square_error_on_cells(net, [Fraction(1, 2), Fraction(1, 4)])
+    with pytest.raises(TypeError, match="breakpoints"):
+        S.square_error_on_cells(net, 0.5)

@@ -99,7 +99,7 @@ chapter *Counting pieces*; the paper's exact constant could not be checked in ou
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -116,6 +116,7 @@ __all__ = [
     "PieceAnalysis", "piece_analysis", "count_pieces", "breakpoints", "breakpoints_exact",
     "piece_widths", "relu_widths", "piece_bound", "piece_bounds", "grid_count",
     "reference_breakpoints", "reference_count_pieces",
+    "width_one_net", "random_net_counts", "resolution_rows", "perturbation_rows",
 ]
 
 # Kept for the chapters; removed when the chapters move to lib.nets (random_relu_net,
@@ -424,3 +425,127 @@ def reference_breakpoints(net: nn.Sequential, interval: Any = (0.0, 1.0)) -> lis
 def reference_count_pieces(net: nn.Sequential, interval: Any = (0.0, 1.0)) -> int:
     """``len(reference_breakpoints(net, interval)) + 1``."""
     return len(reference_breakpoints(net, interval)) + 1
+
+
+# =========================================================================== chapter experiments
+def width_one_net(depth: int) -> nn.Sequential:
+    """The construction of the book's width-one lemma: ``depth`` ReLU layers of width 1,
+    ``sigma(x)``, then ``sigma(1 - u)``, then ``sigma(u)`` repeatedly, and the output ``u``
+    (float64).  It has 3 pieces on the line for every ``depth >= 2``.
+
+    The layers are built with ``nn.Linear`` and then filled, so building consumes torch's
+    global random numbers exactly as ``nn.Linear`` does.
+    """
+    depth = check_count(depth, "depth")
+    layers = [nn.Linear(1, 1, dtype=torch.float64) for _ in range(depth + 1)]
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            layer.weight.fill_(-1.0 if i == 1 else 1.0)
+            layer.bias.fill_(1.0 if i == 1 else 0.0)
+    return nn.Sequential(*[m for layer in layers[:-1] for m in (layer, nn.ReLU())], layers[-1])
+
+
+def random_net_counts(depths: Sequence[int], widths: Sequence[int], n_nets: int,
+                      intervals: Sequence[Any], inits: Sequence[str] = ("he", "pytorch"),
+                      ) -> list[dict[str, Any]]:
+    """Exact piece counts of random ReLU nets ``1 -> n -> ... -> n -> 1`` at initialisation.
+
+    For each ``init`` in ``inits``, depth ``L`` in ``depths`` and width ``n`` in ``widths``,
+    ``n_nets`` networks :func:`lib.nets.random_relu_net` (network ``k`` with seed
+    ``10^4 L + 100 n + k``), each counted exactly on every interval of ``intervals``.  Returns
+    one row per ``(init, L, n)``: ``init``, ``depth``, ``width``, ``neurons``, ``product
+    bound`` and ``counts``, a list per interval of the ``n_nets`` counts.
+    """
+    n_nets = check_count(n_nets, "n_nets", 2)
+    depths = [check_count(d, "depths") for d in depths]
+    widths = [check_count(w, "widths") for w in widths]
+    if isinstance(intervals, (str, bytes)) or not isinstance(intervals, Sequence) or not intervals:
+        raise TypeError("intervals must be a non-empty sequence of (lo, hi) pairs")
+    for iv in intervals:
+        check_interval(iv, "intervals")
+    for init in inits:
+        if init not in nets.RELU_NET_INITS:
+            raise ValueError(f"inits must be among {sorted(nets.RELU_NET_INITS)}, got {init!r}")
+    rows = []
+    for init in inits:
+        for depth in depths:
+            for width in widths:
+                counts: list[list[int]] = [[] for _ in intervals]
+                for k in range(n_nets):
+                    net = nets.random_relu_net([width] * depth, init, seed=10_000 * depth + 100 * width + k)
+                    for c, interval in zip(counts, intervals):
+                        c.append(count_pieces(net, interval))
+                rows.append({"init": init, "depth": depth, "width": width, "neurons": depth * width,
+                             "product bound": piece_bound([width] * depth), "counts": counts})
+    return rows
+
+
+def resolution_rows(build: Callable[[int, torch.dtype], nn.Sequential],
+                    cases: Mapping[str, tuple[torch.dtype, Sequence[int]]],
+                    window_pieces: int | None = None) -> list[dict[str, Any]]:
+    """Exact pieces of ``build(L, dtype)`` and how many of them a format can see.
+
+    ``cases``: ``{format name: (dtype, depths)}``.  Without ``window_pieces`` the count is on
+    ``[0, 1]``; with it, on the window ``[1 - window_pieces / 2^L, 1]`` (``window_pieces`` a
+    power of two below ``2^L``), where the network of the book has ``window_pieces`` pieces.
+    Each row: ``format``, ``L``, the exact ``pieces``, the share of the breakpoints that are
+    numbers of the format (``representable``, :func:`lib.fp.representable`), the pieces whose
+    interior holds a number of the format (``resolved``, :func:`lib.fp.resolved_pieces`), and
+    the counter's statistics ``signs by bounds or expansions`` and ``rational cells``.
+    """
+    if not callable(build):
+        raise TypeError(f"build must be callable as build(L, dtype), got {type(build).__name__}")
+    if not isinstance(cases, Mapping):
+        raise TypeError(f"cases must be a mapping of format names to (dtype, depths), got {type(cases).__name__}")
+    if window_pieces is not None:
+        window_pieces = check_count(window_pieces, "window_pieces")
+        if window_pieces & (window_pieces - 1):
+            raise ValueError(f"window_pieces must be a power of two, got {window_pieces}")
+    rows = []
+    for name, (dtype, depths) in cases.items():
+        for L in depths:
+            L = check_count(L, "depths")
+            net = build(L, dtype)
+            if window_pieces is None:
+                a = piece_analysis(net)
+                edges: Sequence[Any] = np.concatenate([[0.0], a.breakpoints, [1.0]])  # exact in float64
+                bps: Sequence[Any] = a.breakpoints
+            else:
+                if window_pieces >= 2**L:
+                    raise ValueError(f"window_pieces must be below 2^L = {2**L}, got {window_pieces}")
+                k = 2**L // window_pieces
+                lo = Fraction(k - 1, k)
+                a = piece_analysis(net, (lo, Fraction(1)))
+                bps = a.breakpoints_exact()
+                edges = [lo] + list(bps) + [Fraction(1)]
+            rows.append({"format": name, "L": L, "pieces": a.count,
+                         "representable": float(fp.representable(bps, dtype).mean()),
+                         "resolved": int(fp.resolved_pieces(edges, dtype).sum()),
+                         "signs by bounds or expansions": a.stats["filtered_signs"] + a.stats["expansion_signs"],
+                         "rational cells": a.stats["exact_cells"]})
+    return rows
+
+
+def perturbation_rows(net: nn.Sequential, rels: Sequence[float], seeds: int,
+                      ideal_width: float) -> list[dict[str, Any]]:
+    """Exact pieces of ``net`` with every non-zero parameter perturbed by each relative amount
+    of ``rels`` (:func:`lib.nets.perturbed_net`, seeds ``0, ..., seeds - 1``), counted on
+    ``[0, 1]``.  Each row: ``rel``, ``seed``, ``pieces``, the pieces wider than ``1e-12``,
+    than ``ideal_width / 2`` (half a piece) and than ``ideal_width / 8``, the ``smallest
+    width`` and the counter's ``rational cells``.
+    """
+    seeds = check_count(seeds, "seeds")
+    if not (isinstance(ideal_width, (int, float)) and math.isfinite(ideal_width) and ideal_width > 0):
+        raise ValueError(f"ideal_width must be a positive number, got {ideal_width!r}")
+    rows = []
+    for rel in rels:
+        for seed in range(seeds):
+            a = piece_analysis(nets.perturbed_net(net, rel, seed=seed))
+            w = a.widths()
+            rows.append({"rel": rel, "seed": seed, "pieces": a.count,
+                         "wider than 1e-12": int((w > 1e-12).sum()),
+                         "wider than half a piece": int((w > ideal_width / 2).sum()),
+                         "wider than 2^-L/8": int((w > ideal_width / 8).sum()),
+                         "smallest width": float(w.min()),
+                         "rational cells": a.stats["exact_cells"]})
+    return rows

@@ -34,6 +34,7 @@ subnormal for m >= 8; 67 in bfloat16; 75 in float32; 537 in float64).
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ __all__ = [
     "grid_pieces", "yarotsky_max_error_exact",
     "PLFit", "best_pl_fit", "uniform_knots", "leading_kink_knots",
     "pieces_l2_lower_bound_sq", "pieces_sup_lower_bound", "ShallowBounds", "shallow_fit_bounds",
+    "dyadic_net_exact", "layer_rounding_mismatches", "yarotsky_rounding_errors",
+    "square_error_on_cells",
 ]
 
 #: The floating-point formats the networks can be built in (:data:`lib.exact.FLOAT_DTYPES`).
@@ -675,3 +678,148 @@ def shallow_fit_bounds(depth: int, width: int) -> ShallowBounds:
     name = min(fits, key=lambda key: fits[key].l2_error_sq)
     return ShallowBounds(k, w, pieces_l2_lower_bound_sq(k, w + 1), fits[name].l2_error_sq,
                          pieces_sup_lower_bound(k, w + 1), fits[name], name)
+
+
+# --------------------------------------------------------------------------- chapter checks
+def dyadic_net_exact(net: nn.Sequential, points: Iterable[Any]) -> list[Fraction]:
+    """The exact outputs of a scalar ``Linear``/``ReLU`` network at dyadic points.
+
+    The same values as :func:`net_exact`, computed faster for this case: every weight of a
+    binary format and every dyadic point is an integer over a power of two, so the forward
+    pass runs on Python integers (NumPy object arrays) with one common power of two per
+    layer.  ``points``: dyadic rationals (``Fraction``, ``int`` or floats); a point that is
+    not dyadic raises ``ValueError``.  Returns a list of ``Fraction`` (empty for no points).
+    """
+    if isinstance(points, (str, bytes)) or not isinstance(points, Iterable):
+        raise TypeError(f"points must be an iterable of numbers, got {type(points).__name__}")
+    layers = linear_relu_layers(net)
+    pts = [to_fraction(t) for t in points]
+    if not pts:
+        return []
+    for t in pts:
+        if t.denominator & (t.denominator - 1):
+            raise ValueError(f"points must be dyadic rationals, got {t}")
+    e = max(t.denominator.bit_length() - 1 for t in pts)
+    h = np.array([[t.numerator * 2**e // t.denominator] for t in pts], dtype=object)
+    for layer in layers:
+        if isinstance(layer, nn.ReLU):
+            h = np.where(h > 0, h, 0)
+            continue
+        w = [Fraction(v) for v in layer.weight.detach().to(torch.float64).flatten().tolist()]
+        b = [Fraction(v) for v in layer.bias.detach().to(torch.float64).tolist()]
+        d = max(v.denominator.bit_length() - 1 for v in w + b)
+        weight = np.array([int(v * 2**d) for v in w], dtype=object).reshape(tuple(layer.weight.shape))
+        bias = np.array([int(v * 2 ** (d + e)) for v in b], dtype=object)
+        h, e = h.dot(weight.T) + bias, e + d
+    return [Fraction(int(v), 2**e) for v in h[:, 0]]
+
+
+def layer_rounding_mismatches(dtype: torch.dtype) -> tuple[int, int]:
+    """One layer of :func:`sawtooth_net` in a 16-bit format, for every input ``y`` in
+    ``[0, 1]`` of the format and every order of summation.
+
+    Checks the first layer (``relu(y - t)``, ``t = 0, 1/2, 1``), every hidden layer (the
+    rounded sums of ``2 h0 - 4 h1 + 2 h2 - t`` in all 24 orders, through the ReLU) and the
+    output layer (``t = 0``, no ReLU) against the exact float64 values.  ``dtype``:
+    ``torch.float16`` or ``torch.bfloat16`` (the inputs are enumerated through their int16
+    bit patterns).  Returns ``(number of inputs, number of mismatches)``.
+    """
+    dtype = check_dtype(dtype)
+    if dtype not in (torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype must be torch.float16 or torch.bfloat16, got {dtype}")
+    one = int(torch.tensor(1.0, dtype=dtype).view(torch.int16))
+    y = torch.arange(0, one + 1, dtype=torch.int16).view(dtype)      # all of them, 0 to 1
+    y64 = y.to(torch.float64)
+    bad = 0
+    for t in (0.0, 0.5, 1.0):                                         # the first layer: x - t
+        bad += int((torch.relu(y - t).to(torch.float64) != torch.relu(y64 - t)).sum())
+    h = [torch.relu(y64 - t).to(dtype) for t in (0.0, 0.5, 1.0)]     # exact hidden values
+    g64 = 2 * y64 - 4 * torch.relu(y64 - 0.5) + 2 * torch.relu(y64 - 1)
+    for t in (0.0, 0.5, 1.0):
+        terms = [2 * h[0], -4 * h[1], 2 * h[2], torch.full_like(y, -t)]
+        for order in itertools.permutations(range(4)):
+            acc = terms[order[0]]
+            for i in order[1:]:
+                acc = acc + terms[i]                                  # rounded to `dtype`
+            bad += int((torch.relu(acc).to(torch.float64) != torch.relu(g64 - t)).sum())
+            if t == 0.0:                                              # the output layer: no ReLU
+                bad += int((acc.to(torch.float64) != g64).sum())
+    return len(y), bad
+
+
+def yarotsky_rounding_errors(x_real: torch.Tensor, dtype: torch.dtype,
+                             max_m: int) -> list[dict[str, float]]:
+    """The error of ``yarotsky_square_net(m, dtype)`` against ``x^2``, split into its parts,
+    for ``m = 1, ..., max_m``, at real inputs ``x_real`` rounded to a 16-bit format.
+
+    With ``fl(x)`` the rounded input, ``N`` the network in ``dtype`` and ``u`` the unit
+    roundoff: *total* ``max |N(fl(x)) - x^2|``, *input rounding* ``max |f_m(fl(x)) - x^2|``
+    (``f_m`` exact) and *arithmetic* ``max |N(fl(x)) - f_m(fl(x))|``, each divided by ``u``
+    and by ``2^(-2m-2)``.  The exact ``f_m(fl(x))`` has at most ``p + 2 max_m`` significant
+    bits, so it converts to float64 exactly for these formats while ``max_m`` is at most
+    :func:`yarotsky_max_exact_m`.  ``x_real``: float64 tensor of shape ``(n, 1)``;
+    ``dtype``: ``torch.float16`` or ``torch.bfloat16``.  Returns one row (a dict) per ``m``.
+    """
+    dtype = check_dtype(dtype)
+    if dtype not in (torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype must be torch.float16 or torch.bfloat16, got {dtype}")
+    max_m = check_count(max_m, "max_m")
+    if max_m > yarotsky_max_exact_m(dtype):
+        raise ValueError(f"max_m must be at most {yarotsky_max_exact_m(dtype)} for {dtype}, got {max_m}")
+    if not isinstance(x_real, torch.Tensor) or x_real.dtype != torch.float64 or x_real.dim() != 2 \
+            or x_real.shape[1] != 1:
+        raise TypeError("x_real must be a float64 tensor of shape (n, 1)")
+    x_low = x_real.to(dtype)
+    u = torch.finfo(dtype).eps / 2
+    rounded = x_low.to(torch.float64).flatten().tolist()
+    f_at: dict[float, list[Fraction]] = {}   # f_m = f_(m-1) - g_m / 4^m at the rounded inputs
+    for v in set(rounded):
+        g = f = Fraction(v)
+        f_at[v] = []
+        for m in range(1, max_m + 1):
+            g = hat_exact(g)
+            f -= g / 4**m
+            f_at[v].append(f)
+    real = x_real.flatten()
+    rows = []
+    for m in range(1, max_m + 1):
+        with torch.no_grad():
+            out = yarotsky_square_net(m, dtype)(x_low).to(torch.float64).flatten()
+        fm = torch.tensor([float(f_at[v][m - 1]) for v in rounded], dtype=torch.float64)
+        total = float((out - real**2).abs().max())
+        inp = float((fm - real**2).abs().max())
+        arith = float((out - fm).abs().max())
+        rows.append({"m": m, "approximation error 2^(-2m-2)": 2.0 ** (-2 * m - 2),
+                     "total / u": total / u, "input rounding / u": inp / u,
+                     "arithmetic / u": arith / u,
+                     "total / 2^(-2m-2)": total * 2.0 ** (2 * m + 2),
+                     "input rounding / 2^(-2m-2)": inp * 2.0 ** (2 * m + 2),
+                     "arithmetic / 2^(-2m-2)": arith * 2.0 ** (2 * m + 2)})
+    return rows
+
+
+def square_error_on_cells(net: nn.Sequential,
+                          breakpoints: Sequence[Any]) -> tuple[Fraction, list[Fraction], Fraction]:
+    """The exact sup over ``[0, 1]`` of ``|N(x) - x^2|`` for a scalar network ``N`` that is
+    affine between the given ``breakpoints`` (its own, e.g. from
+    :func:`lib.pieces.breakpoints_exact`).
+
+    On a cell ``N - x^2`` is a concave quadratic, so its extrema lie at the cell ends or at the
+    vertex (half the slope); the stored weights are evaluated exactly there
+    (:func:`dyadic_net_exact`).  ``breakpoints``: increasing dyadic points inside ``(0, 1)``.
+    Returns ``(sup, the points where it is attained, the smallest N(x) - x^2 among the
+    evaluated points)``.
+    """
+    if isinstance(breakpoints, (str, bytes)) or not isinstance(breakpoints, Sequence):
+        raise TypeError(f"breakpoints must be a sequence of numbers, got {type(breakpoints).__name__}")
+    ends = [Fraction(0)] + [to_fraction(t) for t in breakpoints] + [Fraction(1)]
+    if any(a >= b for a, b in zip(ends, ends[1:])):
+        raise ValueError("breakpoints must be increasing and inside (0, 1)")
+    at_ends = dyadic_net_exact(net, ends)
+    slopes = [(fb - fa) / (b - a) for a, b, fa, fb in zip(ends, ends[1:], at_ends, at_ends[1:])]
+    vertices = [v for a, b, v in zip(ends, ends[1:], (s / 2 for s in slopes)) if a < v < b]
+    candidates = ends + vertices
+    errors = [n - t * t for n, t in zip(at_ends + dyadic_net_exact(net, vertices), candidates)]
+    sup = max(abs(e) for e in errors)
+    maximisers = sorted(t for t, e in zip(candidates, errors) if abs(e) == sup)
+    return sup, maximisers, min(errors)
