@@ -317,3 +317,100 @@ def test_breakpoint_nets_train_towards_the_target() -> None:
     y = data.gaussian_bump(q.nodes).reshape(-1, 1)
     run = train.gd(copy.deepcopy(net), approx.quadrature_loss(q.weights), q.inputs, y, lr=0.5, steps=200)
     assert np.all(run.model.l2_errors(data.gaussian_bump) < 0.5 * net.l2_errors(data.gaussian_bump))
+
+
+# ----------------------------------------------------------------------------- the chapter's runs
+def test_train_breakpoint_nets_steps_each_member_at_its_own_sharpness() -> None:
+    r = approx.train_breakpoint_nets(data.gaussian_bump, 8, 2, 20, [10, 20], seed=5)
+    assert r["err"].shape == (2, 2) and np.all(np.isfinite(r["err"]))
+    np.testing.assert_allclose(r["eta"] * r["lam0"], 1.0, rtol=1e-12)
+    assert abs(r["sharp0"] - 1) < 1e-8 and r["diverged"] is None
+    start = r["net0"].l2_errors(data.gaussian_bump)
+    assert np.all(r["err"][-1] < start)
+    again = approx.train_breakpoint_nets(data.gaussian_bump, 8, 2, 20, [10, 20], seed=5, sharpness=False)
+    np.testing.assert_array_equal(again["err"], r["err"])
+    assert np.isnan(again["sharp"])
+
+
+def test_train_breakpoint_nets_checks_its_arguments() -> None:
+    with pytest.raises(ValueError, match="horizons"):
+        approx.train_breakpoint_nets(data.gaussian_bump, 8, 1, 10, [20])
+    with pytest.raises(ValueError, match="horizons"):
+        approx.train_breakpoint_nets(data.gaussian_bump, 8, 1, 10, [10, 5])
+    with pytest.raises(TypeError, match="net0"):
+        approx.train_breakpoint_nets(data.gaussian_bump, 8, 1, 10, [10], net0="net")
+
+
+def test_breakpoint_width_sweep_adds_movement_and_kernel_drift() -> None:
+    rule = _quad(16)
+    res = approx.breakpoint_width_sweep(data.gaussian_bump, [8], 2, 10, [10], rule.nodes, rule.weights)
+    r = res[8]
+    single = approx.train_breakpoint_nets(data.gaussian_bump, 8, 2, 10, [10])   # seed 1000 + m
+    np.testing.assert_array_equal(r["err"], single["err"])
+    assert r["move_max"].shape == (2,) and np.all(r["move_max"] >= r["move_rms"])
+    assert np.all(r["drift"] >= 0) and np.all(r["top0"] > 0)
+    with pytest.raises(ValueError, match="widths"):
+        approx.breakpoint_width_sweep(data.gaussian_bump, [], 2, 10, [10], rule.nodes, rule.weights)
+
+
+def test_zero_output_start_is_zero_with_paired_breakpoints() -> None:
+    net0 = approx.BreakpointNet.random(9, 3, seed=2)
+    z = approx.zero_output_start(net0)
+    assert z.width == 8 and z.members == 3
+    x = torch.linspace(-1.2, 1.2, 101, dtype=torch.float64)
+    assert float(z(x).detach().abs().max()) < 1e-12
+    torch.testing.assert_close(z.breakpoints[:, :4], net0.breakpoints[:, :4])
+    with pytest.raises(TypeError, match="net0"):
+        approx.zero_output_start(torch.zeros(3))
+
+
+def test_linearised_floor_is_the_least_squares_residual_of_the_step_functions() -> None:
+    rule = _quad(40)
+    x, w = rule.nodes.numpy(), rule.weights.numpy()
+    t = np.array([0.3, -0.5, 0.1])
+    steps = (x[:, None] > np.sort(t)[None, :]).astype(float)             # columns: 1[x > t_r]
+    residual = np.sin(3 * x) + x**2
+    coef, *_ = np.linalg.lstsq(np.sqrt(w)[:, None] * steps, np.sqrt(w) * residual, rcond=None)
+    brute = math.sqrt(float(np.sum(w * (residual - steps @ coef) ** 2)))
+    assert approx.linearised_floor(t, x, w, residual) == pytest.approx(brute, rel=1e-10)
+    assert approx.linearised_floor(t, x, w, steps @ np.array([1.0, -2.0, 0.5])) < 1e-12
+    with pytest.raises(ValueError, match="residual"):
+        approx.linearised_floor(t, x, w, residual[:-1])
+
+
+def test_model_floor_bounds_are_ordered_and_the_configuration_is_balanced() -> None:
+    g = data.gaussian_bump
+    for m in (16, 64):
+        err, cells = approx.model_upper_bound(g, m)
+        net = approx.balanced_configuration(g, m, cells)
+        assert net.width == m and int((net.signs > 0).sum()) == (m + 1) // 2
+        ends = torch.linspace(-1, 1, cells + 1, dtype=torch.float64)
+        torch.testing.assert_close(net(ends)[:, 0].detach(), g(ends) - g(ends[0]), rtol=0, atol=1e-12)   # increments
+        assert err == pytest.approx(float(net.l2_errors(g)[0]))
+        assert 0 < approx.lemma_c_bound(g, m, np.linspace(-1, 1, 20_001)) < err
+    assert approx.balanced_configuration(g, 2, 40) is None            # needs more signs
+    with pytest.raises(ValueError, match="grid"):
+        approx.lemma_c_bound(g, 8, np.zeros(1))
+    with pytest.raises(ValueError, match="cells"):
+        approx.balanced_configuration(g, 8, 0)
+
+
+def test_train_relu_ensemble_reports_exact_errors_and_pieces() -> None:
+    rule = data.quadrature(32, order=2, interval=(0.0, 1.0))
+    out = approx.train_relu_ensemble([4], 2, 7, lambda x: x**2, rule, 4)
+    assert out["params"] == 13 and out["diverged"] is None
+    assert out["err"].shape == (2,) and np.all(out["pieces"] <= 5) and np.all(out["pieces"] >= 1)
+    assert out["units"] == 8 and 0 <= out["kinks_in"] <= 8
+    assert out["loss_drop"].shape == (2,) and out["sharp"].shape == (3,)
+    with pytest.raises(ValueError, match="steps"):
+        approx.train_relu_ensemble([4], 2, 7, lambda x: x**2, rule, 1)
+
+
+def test_yarotsky_references_match_the_closed_forms() -> None:
+    refs = approx.yarotsky_references([1, 2, 3])
+    for m, r in zip([1, 2, 3], refs):
+        assert r["pieces"] == 2**m and r["params"] == 20 * m - 7
+        assert r["err_exact"] == pytest.approx(4.0**-m / math.sqrt(30), rel=1e-15)
+        assert r["err_float"] == pytest.approx(r["err_exact"], rel=1e-8)
+    with pytest.raises(ValueError):
+        approx.yarotsky_references([0])

@@ -30,6 +30,12 @@ Contents:
   every cell (exact up to the smooth target's quadrature error).
 * :func:`yarotsky_l2_error_sq_exact` -- ``||f_m - x^2||^2_{L2[0,1]}`` in exact arithmetic.
 * :func:`fit_power_law` -- least-squares slope of ``log y`` against ``log x``.
+* The chapter's experiments: :func:`train_breakpoint_nets` (GD on breakpoint nets of one
+  width, errors at several horizons) and :func:`breakpoint_width_sweep` (over the widths, with
+  breakpoint movement and kernel drift); the controls :func:`zero_output_start`,
+  :func:`linearised_floor`, :func:`lemma_c_bound`, :func:`balanced_configuration`,
+  :func:`model_upper_bound`; the ``x^2`` runs :func:`train_relu_ensemble` and the
+  construction's table :func:`yarotsky_references`.
 
 Everything computes in the dtype it is given (float64 in the book) and on the CPU by default.
 """
@@ -46,15 +52,20 @@ import torch
 from scipy.linalg import solve_banded
 from torch import nn
 
-from lib.data import gauss_legendre
+from lib import hessian, pieces, train
+from lib.config import progress
+from lib.data import gauss_legendre, quadrature
 from lib.exact import check_count, check_dtype, check_interval, check_knots, linear_relu_layers
-from lib.sawtooth import yarotsky_exact
+from lib.sawtooth import parameter_count, yarotsky_exact, yarotsky_square_net
 from lib.seeding import check_seed, torch_generator
 
 __all__ = [
     "BreakpointNet", "EnsembleMLP", "quadrature_loss", "ntk_gram", "step_size_from_gram",
     "SplineFit", "spline_projection", "adapted_knots", "pl_l2_error",
     "yarotsky_l2_error_sq_exact", "PowerFit", "fit_power_law",
+    "train_breakpoint_nets", "breakpoint_width_sweep", "zero_output_start", "linearised_floor",
+    "lemma_c_bound", "balanced_configuration", "model_upper_bound", "train_relu_ensemble",
+    "yarotsky_references",
 ]
 
 Target = Callable[[torch.Tensor], torch.Tensor]
@@ -567,3 +578,235 @@ def fit_power_law(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarr
     else:
         stderr = float("nan")
     return PowerFit(exponent=float(coef[1]), constant=float(np.exp(coef[0])), stderr=stderr)
+
+
+# ----------------------------------------------------------------------------- the chapter's runs
+def _check_horizons(steps: int, horizons: Sequence[int]) -> list[int]:
+    steps = check_count(steps, "steps")
+    hz = [check_count(h, "horizons[i]") for h in horizons]
+    if not hz or sorted(set(hz)) != hz or hz[-1] > steps:
+        raise ValueError(f"horizons must be increasing step counts up to steps={steps}, got {horizons!r}")
+    return hz
+
+
+def train_breakpoint_nets(target: Target, m: int, members: int, steps: int, horizons: Sequence[int],
+                          *, interval: tuple[float, float] = (-1.0, 1.0), panels_per_width: int = 2,
+                          seed: int | None = None, sharpness: bool = True,
+                          net0: BreakpointNet | None = None) -> dict:
+    """GD on ``members`` breakpoint nets of width ``m`` on the quadrature loss of ``target``
+    (composite 2-point Gauss-Legendre on ``panels_per_width * m`` panels), each member with its
+    own step size ``eta_s = 1 / lambda_max(H_s(theta_0))`` (one run, scaled loss).
+
+    ``net0``: the starting nets (default: :meth:`BreakpointNet.random` with ``seed``, default
+    ``1000 + m``).  Returns a dict: ``quad``, ``net0``, ``net`` (trained), ``lam0`` (initial
+    sharpness per member), ``eta``, ``err`` (exact L2 errors, horizons x members), ``sharp``
+    (largest ``eta_s lambda_max(H_s)`` at the checks; NaN without ``sharpness``), ``sharp0``
+    (at the start) and ``diverged`` (``train.gd``'s ``diverged_at``).
+    """
+    m, members = check_count(m, "m"), check_count(members, "members")
+    horizons = _check_horizons(steps, horizons)
+    interval = check_interval(interval)
+    quad = quadrature(check_count(panels_per_width, "panels_per_width") * m, order=2, interval=interval)
+    y = target(quad.nodes).reshape(-1, 1)
+    if net0 is None:
+        net0 = BreakpointNet.random(m, members, interval=interval, seed=1000 + m if seed is None else seed)
+    elif not isinstance(net0, BreakpointNet):
+        raise TypeError(f"net0 must be a BreakpointNet or None, got {type(net0).__name__}")
+    plain = quadrature_loss(quad.weights)
+    lam0 = np.array([float(hessian.eigenvalues(net0.member(s), plain, quad.inputs, y, which="top")[0])
+                     for s in range(members)])
+    eta = 1.0 / lam0.max()
+    loss = quadrature_loss(quad.weights, lam0.max() / lam0)   # eta_s = 1 / lam0[s]
+
+    def errors(model: BreakpointNet, step: int) -> np.ndarray:
+        return model.l2_errors(target, interval) if step in horizons else np.full(members, np.nan)
+
+    every = math.gcd(*horizons)
+    hooks = {"err": errors}
+    if sharpness:   # lambda_max of the scaled loss = max_s c_s lambda_max(H_s); times eta
+        hooks["sharp"] = train.sharpness_hook(loss, quad.inputs, y, every=max(every, steps // 4))
+    run = train.gd(net0, loss, quad.inputs, y, lr=eta, steps=steps, record_every=every,
+                   hooks=hooks, desc=f"m={m}")
+    at = [list(run.history["step"]).index(h) for h in horizons]
+    sharp = eta * np.asarray(run.history["sharp"]) if sharpness else np.full(1, np.nan)
+    return {"quad": quad, "net0": net0, "net": run.model, "lam0": lam0, "eta": 1.0 / lam0,
+            "err": np.array([run.history["err"][i] for i in at]),        # (horizons, members)
+            "sharp": np.nanmax(sharp), "sharp0": sharp[0], "diverged": run.diverged_at}
+
+
+def breakpoint_width_sweep(target: Target, widths: Sequence[int], members: int, steps: int,
+                           horizons: Sequence[int], ntk_nodes: torch.Tensor, ntk_weights: torch.Tensor,
+                           *, interval: tuple[float, float] = (-1.0, 1.0)) -> dict[int, dict]:
+    """:func:`train_breakpoint_nets` at every width (seed ``1000 + m``), each result with the
+    breakpoints' movement per member (``move_max``, ``move_rms``) and the NTK Gram matrix on
+    the fixed rule ``(ntk_nodes, ntk_weights)`` before and after: its relative Frobenius change
+    ``drift`` and top eigenvalues ``top0``, ``top1``.  Returns ``{m: result}``."""
+    if not len(widths):
+        raise ValueError("widths must not be empty")
+    res = {}
+    for m in progress(widths, desc="widths"):
+        r = train_breakpoint_nets(target, m, members, steps, horizons, interval=interval)
+        move = (r["net"].breakpoints - r["net0"].breakpoints).abs()
+        r["move_max"] = move.max(dim=1).values.numpy()
+        r["move_rms"] = move.pow(2).mean(dim=1).sqrt().numpy()
+        k0 = [ntk_gram(r["net0"].member(s), ntk_nodes, ntk_weights) for s in range(members)]
+        k1 = [ntk_gram(r["net"].member(s), ntk_nodes, ntk_weights) for s in range(members)]
+        r["drift"] = np.array([float(torch.linalg.norm(b - a) / torch.linalg.norm(a)) for a, b in zip(k0, k1)])
+        r["top0"] = np.array([float(torch.linalg.eigvalsh(a)[-1]) for a in k0])
+        r["top1"] = np.array([float(torch.linalg.eigvalsh(b)[-1]) for b in k1])
+        res[m] = r
+    return res
+
+
+def zero_output_start(net0: BreakpointNet) -> BreakpointNet:
+    """The zero-output control: the first ``m // 2`` breakpoints of each member of ``net0``,
+    each paired with a copy of opposite sign, so the function is 0 up to rounding."""
+    if not isinstance(net0, BreakpointNet):
+        raise TypeError(f"net0 must be a BreakpointNet, got {type(net0).__name__}")
+    half = net0.breakpoints[:, : net0.width // 2]
+    return BreakpointNet(torch.cat([half, half], 1),
+                         torch.cat([torch.ones_like(half), -torch.ones_like(half)], 1))
+
+
+def linearised_floor(breakpoints: np.ndarray, nodes: np.ndarray, weights: np.ndarray,
+                     residual: np.ndarray) -> float:
+    """The floor of the breakpoint model linearised at ``breakpoints``: the weighted L2 norm
+    (quadrature ``nodes``, ``weights``) of ``residual`` minus its best approximation by step
+    functions jumping at the breakpoints and zero left of them (infinitely many linearised GD
+    steps)."""
+    t = np.sort(np.asarray(breakpoints, dtype=float).ravel())
+    x, w, r = (np.asarray(a, dtype=float) for a in (nodes, weights, residual))
+    if x.ndim != 1 or w.shape != x.shape or r.shape != x.shape:
+        raise ValueError(f"nodes, weights and residual must be 1-D of one length, got shapes "
+                         f"{x.shape}, {w.shape}, {r.shape}")
+    cell = np.searchsorted(t, x, side="left")                         # number of breakpoints < x
+    mass = np.bincount(cell, weights=w, minlength=t.size + 1)
+    mean = np.bincount(cell, weights=w * r, minlength=t.size + 1) / np.where(mass > 0, mass, 1)
+    mean[0] = 0.0
+    return math.sqrt(float(np.sum(w * (r - mean[cell]) ** 2)))
+
+
+def lemma_c_bound(target: Callable[..., np.ndarray], m: int, grid: np.ndarray | None = None) -> float:
+    """Lemma (c) of the chapter: ``||f_theta - g|| >= sqrt(|S|^3 / (192 m (m + c)^2))`` for
+    every breakpoint net of width ``m``, ``S = {x : dist(sqrt(m) g'(x), Z) >= 1/4}`` with ``c``
+    components; ``|S|`` and ``c`` measured on the uniform ``grid`` (default 2,000,001 points
+    on ``[-1, 1]``).  ``target(x, 1)`` must give ``g'``."""
+    m = check_count(m, "m")
+    grid = np.linspace(-1, 1, 2_000_001) if grid is None else np.asarray(grid, dtype=float)
+    if grid.ndim != 1 or grid.size < 2:
+        raise ValueError(f"grid must be a 1-D array of at least 2 points, got shape {grid.shape}")
+    v = math.sqrt(m) * target(grid, 1)
+    in_s = np.abs(v - np.round(v)) >= 0.25
+    size = float(np.mean(in_s)) * float(grid[-1] - grid[0])
+    comps = int(in_s[0]) + int(np.sum(in_s[1:] & ~in_s[:-1]))
+    return math.sqrt(size**3 / (192 * m * (m + comps) ** 2))
+
+
+def balanced_configuration(target: Callable[..., np.ndarray], m: int, cells: int,
+                           interval: tuple[float, float] = (-1.0, 1.0)) -> BreakpointNet | None:
+    """An explicit breakpoint net of width ``m`` with ``ceil(m/2)`` signs +1 and ``floor(m/2)``
+    signs -1, or None if it needs more of one sign.  On each of ``cells`` equal cells the slope
+    takes the two multiples of ``m^(-1/2)`` that bracket the chord slope of ``target``, the
+    higher first, in the proportion that matches its increment on the cell (pulse-width
+    modulation), so ``f`` matches the increments of ``target`` from ``a`` at the cell ends; the breakpoints that return the slope
+    to 0 sit at the right end ``b``, the unused ones at ``b + (b - a)/4``, outside."""
+    m, cells = check_count(m, "m"), check_count(cells, "cells")
+    a, b = check_interval(interval)
+    xs = np.linspace(a, b, cells + 1)
+    h = xs[1] - xs[0]
+    q = np.diff(target(xs)) / h * math.sqrt(m)            # chord slopes in units of m^(-1/2)
+    k = np.floor(q)
+    p = q - k
+    first = k + (p > 0)
+    jump = (first - np.concatenate([[0.0], k[:-1]])).astype(int)
+    end = int(k[-1])
+    mid = p > 0
+    n_plus = int(np.clip(jump, 0, None).sum()) + max(-end, 0)
+    n_minus = int(np.clip(-jump, 0, None).sum()) + int(mid.sum()) + max(end, 0)
+    plus, minus = (m + 1) // 2, m // 2
+    if n_plus > plus or n_minus > minus:
+        return None
+    theta = np.concatenate([np.repeat(xs[:-1], np.abs(jump)), (xs[:-1] + p * h)[mid],
+                            np.full(abs(end), b), np.full(plus - n_plus + minus - n_minus, b + (b - a) / 4)])
+    signs = np.concatenate([np.repeat(np.sign(jump), np.abs(jump)), -np.ones(int(mid.sum())),
+                            np.full(abs(end), -np.sign(end)), np.ones(plus - n_plus),
+                            -np.ones(minus - n_minus)])
+    return BreakpointNet(torch.tensor(theta), torch.tensor(signs))
+
+
+def model_upper_bound(target: Callable[..., np.ndarray], m: int, tries: int = 5,
+                      interval: tuple[float, float] = (-1.0, 1.0)) -> tuple[float, int]:
+    """``(error, cells)``: the best exact L2 error of :func:`balanced_configuration` among the
+    ``tries`` largest cell counts below ``2m`` that the sign budget allows, an upper bound on
+    the breakpoint model's best error at width ``m``."""
+    m, tries = check_count(m, "m"), check_count(tries, "tries")
+    feasible = [n for n in range(1, 2 * m) if balanced_configuration(target, m, n, interval) is not None]
+    best = None
+    for n in sorted(feasible)[-tries:]:
+        net = balanced_configuration(target, m, n, interval)
+        assert int((net.signs > 0).sum()) == (m + 1) // 2 and net.width == m
+        err = float(net.l2_errors(target, interval)[0])
+        best = (err, n) if best is None or err < best[0] else best
+    return best
+
+
+def train_relu_ensemble(hidden: Sequence[int], members: int, seed: int, target: Target, quad: object,
+                        steps: int, interval: tuple[float, float] = (0.0, 1.0)) -> dict:
+    """GD on ``members`` ReLU nets ``1 -> hidden -> 1`` (:meth:`EnsembleMLP.random` with
+    ``seed``) on the quadrature loss of ``target`` (rule ``quad``: ``nodes``, ``weights``,
+    ``inputs``), each with ``eta_s = 1 / (2 lambda_max(Gram_s))``, for ``steps`` steps; the
+    sharpness and each member's loss recorded at the start, half-way and the end.  Returns a
+    dict: ``params``, ``err`` and ``pieces`` (exact, on ``interval``, per member), ``pieces0``
+    (at initialisation), ``diverged``, ``kinks_in``/``units`` (first-layer kinks inside
+    ``interval`` at initialisation), ``loss_drop`` (half-way / end, per member) and ``sharp``
+    (``max_s eta_s lambda_max(H_s)`` at the checks)."""
+    members, steps = check_count(members, "members"), check_count(steps, "steps")
+    if steps < 2:
+        raise ValueError(f"steps must be at least 2, got {steps}")
+    lo, hi = check_interval(interval)
+    y = target(quad.nodes).reshape(-1, 1)
+
+    def member_losses(model: nn.Module, step: int) -> np.ndarray:
+        """The quadrature loss of every member (unscaled)."""
+        with torch.no_grad():
+            return ((model(quad.inputs) - y) ** 2 * quad.weights.reshape(-1, 1)).sum(0).numpy()
+
+    ens = EnsembleMLP.random(hidden, members, seed=seed)
+    pieces0 = np.array([pieces.count_pieces(ens.member(s), interval) for s in range(members)])
+    kink0 = -ens.biases[0].detach() / ens.weights[0].detach()[:, :, 0]   # first-layer kinks
+    lam = np.array([float(torch.linalg.eigvalsh(
+        ntk_gram(ens.member(s), quad.nodes, quad.weights))[-1]) for s in range(members)])
+    eta = step_size_from_gram(float(lam.max()))                 # eta_s = 1 / (2 lam_s)
+    loss = quadrature_loss(quad.weights, lam.max() / lam)
+    hooks = {"member_loss": member_losses,   # lambda_max of the scaled loss = max_s c_s lambda_max(H_s)
+             "sharp": train.sharpness_hook(loss, quad.inputs, y, every=steps // 2)}
+    run = train.gd(ens, loss, quad.inputs, y, lr=eta, steps=steps,
+                   record_every=steps // 2, hooks=hooks, desc=f"{list(hidden)}")
+    member_loss = np.asarray(run.history["member_loss"])               # (0, half, end) x members
+    out = {"params": ens.parameter_count(), "err": [], "pieces": [], "pieces0": pieces0,
+           "diverged": run.diverged_at,
+           "kinks_in": int(((kink0 > lo) & (kink0 < hi)).sum()), "units": int(kink0.numel()),
+           "loss_drop": member_loss[1] / member_loss[-1],              # per member, half-way / end
+           "sharp": eta * np.asarray(run.history["sharp"])}            # max_s eta_s lambda_max(H_s)
+    for s in range(members):
+        member = run.model.member(s)
+        analysis = pieces.piece_analysis(member, interval)
+        out["pieces"].append(analysis.count)
+        out["err"].append(pl_l2_error(member, target, interval, analysis.breakpoints))
+    out["err"], out["pieces"] = np.array(out["err"]), np.array(out["pieces"])
+    return out
+
+
+def yarotsky_references(depths: Sequence[int]) -> list[dict]:
+    """Yarotsky's ``x^2`` network at each depth on ``[0, 1]``: ``params``, exact ``pieces``,
+    ``err_exact`` (``sqrt`` of :func:`yarotsky_l2_error_sq_exact`) and ``err_float`` (the
+    float64 network's error integrated between its exact breakpoints)."""
+    out = []
+    for m in depths:
+        m = check_count(m, "depths[i]")
+        net = yarotsky_square_net(m)
+        analysis = pieces.piece_analysis(net, (0.0, 1.0))
+        out.append({"params": parameter_count(net), "pieces": analysis.count,
+                    "err_exact": math.sqrt(yarotsky_l2_error_sq_exact(m)),
+                    "err_float": pl_l2_error(net, lambda x: x**2, (0.0, 1.0), analysis.breakpoints)})
+    return out
