@@ -184,3 +184,60 @@ def test_bad_input_raises_clearly() -> None:
         flows.gradient_descent(model, mse, x, y, eta=1e3, steps=[400])
     with pytest.raises(RuntimeError, match="max_evals"):
         flows.gradient_flow(model, mse, x, y, [50.0], max_evals=5)
+
+
+# --------------------------------------------------------------------------- two-dimensional toys
+def test_double_well_gd_end_is_gradient_descent() -> None:
+    kappa, start = 0.5, np.array([0.3, -0.2])
+    lib_end = flows.gradient_descent(*flows.as_problem(lambda th: flows.double_well(th, kappa),
+                                                       start), eta=0.1, steps=[40],
+                                     record_loss=False)[0]
+    py_end = np.array(flows.double_well_gd_end(0.3, -0.2, 0.1, 40, kappa))
+    assert np.max(np.abs(py_end - lib_end)) < 1e-12
+    assert flows.double_well_gd_end(0.3, -0.2, 0.1, 0, kappa) == (0.3, -0.2)
+    with pytest.raises(ValueError, match="steps"):
+        flows.double_well_gd_end(0.3, -0.2, 0.1, -1, kappa)
+    with pytest.raises(ValueError, match="eta"):
+        flows.double_well_gd_end(0.3, -0.2, 0.0, 1, kappa)
+
+
+def test_double_well_sides_and_separatrix() -> None:
+    # kappa = 0: the y-axis is the separatrix by symmetry; GD keeps the sign of y
+    assert flows.double_well_side([0.0, 0.0], 1e-3, 0.1, 20.0, 0.0) == 1.0
+    assert flows.double_well_side([0.0, 0.0], -1e-3, 0.1, 20.0, 0.0) == -1.0
+    assert abs(flows.double_well_separatrix([0.5, 0.0], 0.1, 20.0, 0.0)) < 1e-9
+    # a shifted start: the offset is found to the bisection's resolution, sides differ across it
+    d = flows.double_well_separatrix([0.5, 0.01], 0.1, 20.0, 0.0, iters=20)
+    assert abs(d + 0.01) < 1e-6
+    assert (flows.double_well_side([0.5, 0.01], d - 1e-6, 0.1, 20.0, 0.0)
+            != flows.double_well_side([0.5, 0.01], d + 1e-6, 0.1, 20.0, 0.0))
+    with pytest.raises(ValueError, match="start"):
+        flows.double_well_side([0.0, 0.0, 0.0], 0.0, 0.1, 1.0, 0.5)
+    with pytest.raises(ValueError, match="lo < hi"):
+        flows.double_well_separatrix([0.0, 0.0], 0.1, 1.0, 0.5, lo=0.1, hi=-0.1)
+    with pytest.raises(ValueError, match="iters"):
+        flows.double_well_separatrix([0.0, 0.0], 0.1, 1.0, 0.5, iters=0)
+
+
+def test_escape_times_from_a_saddle_grow_like_log_one_over_delta() -> None:
+    # f = (x^2 - y^2) / 2: y(t) = delta e^t, so |theta| = 0.5 at t = log(0.5 / delta)
+    saddle = lambda th: 0.5 * (th[0] ** 2 - th[1] ** 2)  # noqa: E731
+    times = np.arange(0, 1201) * 0.01
+    deltas = (1e-2, 1e-4)
+    esc, ends = flows.escape_times(saddle, [np.array([0.0, d]) for d in deltas], times)
+    assert np.allclose(esc, np.log(0.5 / np.array(deltas)), atol=0.011)
+    assert all(end[1] > 0 for end in ends)
+    with pytest.raises(ValueError, match="radius"):
+        flows.escape_times(saddle, [np.array([0.0, 1e-2])], times, radius=0)
+
+
+def test_evals_for_error_interpolates_and_extrapolates_power_laws() -> None:
+    rows = [(n, 3.0 * n**-4.0) for n in (10, 100, 1000)]       # order 4
+    n, p = flows.evals_for_error(rows, 3.0 * 300.0**-4.0)
+    assert abs(n / 300 - 1) < 1e-9 and abs(p - 4) < 1e-9
+    n, p = flows.evals_for_error(rows[::-1], 3.0 * 1e4**-4.0)    # outside: extrapolation
+    assert abs(n / 1e4 - 1) < 1e-9
+    with pytest.raises(ValueError, match="rows"):
+        flows.evals_for_error(rows[:1], 1e-6)
+    with pytest.raises(ValueError, match="target"):
+        flows.evals_for_error(rows, -1.0)

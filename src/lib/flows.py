@@ -558,3 +558,87 @@ def as_problem(f: Callable[[torch.Tensor], torch.Tensor], theta0: Any,
     model = FunctionModel(f, theta0, dtype)
     dummy = torch.zeros(1, dtype=dtype)
     return model, objective_loss, dummy, dummy
+
+
+# --------------------------------------------------------------------------- two-dimensional toys
+def double_well(theta: Any, kappa: float) -> Any:
+    """The tilted double well ``f(x, y) = x^2/2 + (y^2 - 1)^2/4 + kappa x y`` at ``theta =
+    (x, y)`` (tensor or array): a saddle at the origin between two minima."""
+    x, y = theta[0], theta[1]
+    return 0.5 * x**2 + 0.25 * (y**2 - 1) ** 2 + kappa * x * y
+
+
+def double_well_gd_end(x: float, y: float, eta: float, steps: int,
+                       kappa: float) -> tuple[float, float]:
+    """GD on :func:`double_well` from ``(x, y)`` for ``steps`` steps, in plain Python floats
+    (fast for millions of steps); the end point."""
+    eta = check_positive(eta, "eta")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    x, y, kappa = float(x), float(y), float(kappa)
+    for _ in range(steps):
+        x, y = x - eta * (x + kappa * y), y - eta * (y * y * y - y + kappa * x)
+    return x, y
+
+
+def double_well_side(start: Any, delta: float, eta: float, horizon: float,
+                     kappa: float) -> float:
+    """Which minimum GD reaches: the sign of ``y`` after GD on :func:`double_well` from
+    ``start + (0, delta)`` up to time ``horizon`` (``round(horizon / eta)`` steps)."""
+    start = np.asarray(start, dtype=np.float64)
+    if start.shape != (2,):
+        raise ValueError(f"start must be a point (x, y), got shape {start.shape}")
+    eta = check_positive(eta, "eta")
+    steps = int(round(check_positive(horizon, "horizon") / eta))
+    _, y_end = double_well_gd_end(float(start[0]), float(start[1] + delta), eta, steps, kappa)
+    return float(np.sign(y_end))
+
+
+def double_well_separatrix(start: Any, eta: float, horizon: float, kappa: float,
+                           lo: float = -0.05, hi: float = 0.05, iters: int = 30) -> float:
+    """The offset ``delta*`` at which GD with step ``eta`` from ``start + (0, delta)`` switches
+    minimum (:func:`double_well_side`), by ``iters`` bisections of ``[lo, hi]``."""
+    if not lo < hi:
+        raise ValueError(f"need lo < hi, got lo={lo!r}, hi={hi!r}")
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise ValueError(f"iters must be a positive integer, got {iters!r}")
+    side_lo = double_well_side(start, lo, eta, horizon, kappa)
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        same = double_well_side(start, mid, eta, horizon, kappa) == side_lo
+        lo, hi = (mid, hi) if same else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def escape_times(f: Callable[[torch.Tensor], torch.Tensor], starts: Any, times: Any, *,
+                 radius: float = 0.5, rtol: float = 1e-12,
+                 atol: float = 1e-15) -> tuple[np.ndarray, list[np.ndarray]]:
+    """For the flow of ``f`` from each start: the first time in ``times`` after its closest
+    approach to the origin at which it is at least ``radius`` away again (the time it lingers
+    at a saddle at the origin), and its end point.  Returns ``(escape_times, end_points)``."""
+    radius = check_positive(radius, "radius")
+    times = _check_times(times)
+    escape, ends = [], []
+    for start in starts:
+        tr = np.asarray(gradient_flow(*as_problem(f, start), times, rtol=rtol, atol=atol))
+        r = np.linalg.norm(tr, axis=1)
+        closest = np.argmin(r)
+        escape.append(times[closest + np.argmax(r[closest:] >= radius)])
+        ends.append(tr[-1])
+    return np.array(escape), ends
+
+
+def evals_for_error(rows: Any, target: float) -> tuple[float, float]:
+    """Gradient evaluations a solver needs for error ``target``, from its measured ``(evals,
+    error)`` pairs ``rows``: log-log interpolation inside their range, extrapolation along the
+    fitted power law outside it.  Returns ``(evals, p)``, ``p`` the fitted order in
+    ``error ~ evals^-p``."""
+    rows = sorted((float(n), float(e)) for n, e in rows)
+    if len(rows) < 2 or min(min(r) for r in rows) <= 0:
+        raise ValueError(f"rows must hold at least two positive (evals, error) pairs, got {rows!r}")
+    target = check_positive(target, "target")
+    n, err = np.log([r[0] for r in rows]), np.log([r[1] for r in rows])
+    slope, icpt = np.polyfit(n, err, 1)
+    if err.min() <= np.log(target) <= err.max():
+        return float(np.exp(np.interp(np.log(target), err[::-1], n[::-1]))), -slope
+    return float(np.exp((np.log(target) - icpt) / slope)), -slope

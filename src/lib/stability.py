@@ -6,3 +6,361 @@ and the summaries the chapter reads from them: the machinery behind
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.special import expit
+from torch import nn
+
+from lib import flows, hessian, nets, train
+from lib.exact import check_count, check_positive
+
+__all__ = [
+    "quadratic_mode_runs", "sharpness_runs", "lastbit_accuracy", "lastbit_statistics",
+    "checkerboard", "weight_decay_runs", "restrained_runs", "sun_pi", "sun_phi_1", "sun_phi_2",
+    "sun_map", "sun_curvature", "sun_full_loss_grad", "summed_top_eigenvalue",
+]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _check_etas(etas: Any, name: str = "etas") -> tuple[float, ...]:
+    try:
+        values = tuple(float(e) for e in etas)
+    except TypeError as err:
+        raise TypeError(f"{name} must be a sequence of step sizes, got {etas!r}") from err
+    if not values or not all(np.isfinite(e) and e > 0 for e in values):
+        raise ValueError(f"{name} must be a non-empty sequence of positive step sizes, "
+                         f"got {etas!r}")
+    return values
+
+
+# --------------------------------------------------------------------------- quadratic
+def quadratic_mode_runs(model: nn.Linear, loss_fn: LossFn, inputs: torch.Tensor,
+                        targets: torch.Tensor, theta_star: np.ndarray, u1: np.ndarray,
+                        lam1: float, cs: Sequence[float], steps: int,
+                        floor: float = 1e-6) -> dict[float, dict[str, Any]]:
+    """GD on a linear model (a quadratic loss) at ``eta = c * 2 / lam1`` for each ``c`` in
+    ``cs``, each run from ``model``'s parameters (not modified), and the error along the top
+    eigenvector ``u1`` of the input second moment against ``|1 - 2c|^k``.
+
+    ``theta_star``: the minimiser as ``(n_out, n_in + 1)`` rows ``[W, b]``.  Per ``c``:
+    ``top`` (``||E_k u_1||``), ``predicted``, ``valid`` (where the prediction is above
+    ``floor`` times the whole initial error) and ``rel_err`` (max relative error there).
+    """
+    if not isinstance(model, nn.Linear):
+        raise TypeError(f"model must be an nn.Linear, got {type(model).__name__}")
+    steps = check_count(steps, "steps")
+    lam1 = check_positive(lam1, "lam1")
+    cs = _check_etas(cs, "cs")
+    n_out, n_in = model.out_features, model.in_features
+    theta_star = np.asarray(theta_star)
+    if theta_star.shape != (n_out, n_in + 1):
+        raise ValueError(f"theta_star must have shape {(n_out, n_in + 1)}, got {theta_star.shape}")
+    runs = {}
+    for c in cs:
+        keep = train.parameter_hook()
+        train.gd(model, loss_fn, inputs, targets, lr=c * 2 / lam1, steps=steps,
+                 hooks={"theta": keep})
+        theta = keep.array()                      # rows: [W (n_out x n_in) row-major, b]
+        E = np.concatenate([theta[:, :n_out * n_in].reshape(-1, n_out, n_in),
+                            theta[:, n_out * n_in:, None]], 2)
+        top = np.linalg.norm((E - theta_star) @ u1, axis=1)    # ||E_k u_1||
+        predicted = np.abs(1 - c * 2) ** np.arange(steps + 1) * top[0]
+        valid = predicted > floor * np.linalg.norm(E[0] - theta_star)
+        runs[c] = {"top": top, "predicted": predicted, "valid": valid,
+                   "rel_err": np.max(np.abs(top[valid] / predicted[valid] - 1))}
+    return runs
+
+
+# --------------------------------------------------------------------------- sharpness runs
+def sharpness_runs(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                   targets: torch.Tensor, etas: Sequence[float], *, steps: int, every: int,
+                   tol: float, test_inputs: torch.Tensor, test_labels: torch.Tensor,
+                   check_eta: float | None = None, check_steps: int = 0,
+                   theta_every: int = 20) -> tuple[dict[float, dict[str, Any]], dict[str, Any]]:
+    """GD from ``model`` (not modified) at each step size, its sharpness every ``every`` steps
+    (warm-started Lanczos at ``tol``), and the summaries the edge of stability is read from.
+
+    Per ``eta``: ``run`` (the :class:`train.GDResult`), ``sharp`` (the hook's result),
+    ``stats`` (:func:`train.edge_statistics`), ``loss``, ``up_before``/``up_after`` (fraction
+    of steps where the loss went up, before/after the crossing of ``2/eta``) and
+    ``test_acc``.  At ``check_eta`` the run also keeps its parameters every ``theta_every``
+    steps up to ``check_steps`` and runs two cold-started cross-checks of the sharpness (the
+    same tolerance; three eigenvalues at 1e-6).  The second value holds ``theta_hook``,
+    ``cold``, ``check`` (hook results; ``None`` without ``check_eta``) and ``check_seconds``.
+    """
+    etas = _check_etas(etas)
+    steps, every = check_count(steps, "steps"), check_count(every, "every")
+    tol = check_positive(tol, "tol")
+    theta_every = check_count(theta_every, "theta_every")
+    if check_eta is not None and check_eta not in etas:
+        raise ValueError(f"check_eta must be one of etas {etas}, got {check_eta!r}")
+    eos: dict[float, dict[str, Any]] = {}
+    extra: dict[str, Any] = {"theta_hook": None, "cold": None, "check": None, "check_seconds": 0.0}
+    for eta in etas:
+        sharp = train.sharpness_hook(loss_fn, inputs, targets, every=every, tol=tol)
+        hooks: dict[str, Any] = {"sharpness": sharp}
+        if eta == check_eta:                      # parameters for the flow comparison
+            theta_hook = train.parameter_hook(theta_every)
+            hooks["theta"] = lambda m, k: theta_hook(m, k) if k <= check_steps else 0.0
+            cold_hook = train.sharpness_hook(loss_fn, inputs, targets, every=every, tol=tol,
+                                             warm_start=False)
+            check_hook = train.sharpness_hook(loss_fn, inputs, targets, every=every, k=3,
+                                              tol=1e-6, warm_start=False)
+            hooks.update({"cold": cold_hook, "check": check_hook})
+        run = train.gd(model, loss_fn, inputs, targets, lr=eta, steps=steps, hooks=hooks,
+                       desc=f"GD eta={eta}")
+        res = sharp.result()
+        stats = train.edge_statistics(res["step"], res["sharpness"], eta)
+        loss = run.history["loss"]
+        cross = stats["crossing"]
+        up = np.diff(loss) > 0                    # the loss went up from step k to k+1
+        eos[eta] = {"run": run, "sharp": res, "stats": stats, "loss": loss,
+                    "up_before": up[:cross].mean() if cross else up.mean(),
+                    "up_after": up[cross:].mean() if cross else np.nan,
+                    "test_acc": train.accuracy(run.model, test_inputs, test_labels)}
+        if eta == check_eta:
+            cold, check = cold_hook.result(), check_hook.result()
+            extra.update(theta_hook=theta_hook, cold=cold, check=check,
+                         check_seconds=cold["seconds"].sum() + check["seconds"].sum())
+    return eos, extra
+
+
+# --------------------------------------------------------------------------- last bits
+def lastbit_accuracy(make_net: Callable[[int], nn.Module], loss_fn: LossFn,
+                     inputs: torch.Tensor, targets: torch.Tensor, *, eta_edge: float,
+                     eta_below: float, ks: Sequence[int], n_seeds: int, steps: int,
+                     test_inputs: torch.Tensor, test_labels: torch.Tensor
+                     ) -> dict[float, np.ndarray]:
+    """Final test accuracy of last-bit families (:func:`train.lastbit_family`), seeds
+    ``0 .. n_seeds - 1`` (``make_net(seed)``) by perturbations ``ks``: all of ``ks`` at
+    ``eta_edge``; at ``eta_below`` all of them for seed 0 and ``k = ks[0]`` for the others (the
+    rest of the row stays 0).  ``{eta: (n_seeds, len(ks)) array}``."""
+    if not callable(make_net):
+        raise TypeError("make_net must be callable: seed -> network")
+    n_seeds, steps = check_count(n_seeds, "n_seeds"), check_count(steps, "steps")
+    ks = tuple(check_count(k, "ks[i]") for k in ks)
+    if not ks:
+        raise ValueError("ks must not be empty")
+    _check_etas((eta_edge, eta_below), "(eta_edge, eta_below)")
+    acc = {eta_edge: np.zeros((n_seeds, len(ks))), eta_below: np.zeros((n_seeds, len(ks)))}
+    for seed in range(n_seeds):
+        net_s = make_net(seed)
+        for eta in (eta_edge, eta_below):
+            ks_here = ks if (eta == eta_edge or seed == 0) else ks[:1]   # below: k = 1 only
+            fam = train.lastbit_family(net_s, loss_fn, inputs, targets, lr=eta, steps=steps,
+                                       ks=ks_here, record_every=steps, test_inputs=test_inputs,
+                                       test_labels=test_labels)
+            acc[eta][seed, : len(ks_here)] = fam.test_accuracy
+    return acc
+
+
+def lastbit_statistics(edge: Any, below: Any, crossing: int, steps: int) -> dict[str, Any]:
+    """Divergence statistics of two last-bit families (``edge`` at the edge, ``below`` below
+    it; rows of ``divergence`` after the first are the perturbed members) over ``steps``
+    steps, the edge run crossing ``2/eta`` at step ``crossing``: ``div_pre`` (max before the
+    crossing), ``div_below``, ``div_end`` (per member, at the end), ``grow_at`` (first record
+    where a member passes 100 ``div_pre``), ``late_growth`` (max over the second half / max at
+    its start)."""
+    crossing, steps = check_count(crossing, "crossing"), check_count(steps, "steps")
+    for name, fam in (("edge", edge), ("below", below)):
+        if not (hasattr(fam, "steps") and hasattr(fam, "divergence")):
+            raise TypeError(f"{name} must be a last-bit family (steps, divergence)")
+    pre = edge.steps <= crossing
+    late = edge.steps >= steps // 2
+    div_pre = edge.divergence[1:, pre].max()
+    return {
+        "div_pre": div_pre, "div_below": below.divergence[1:].max(),
+        "div_end": edge.divergence[1:, -1],
+        "grow_at": edge.steps[np.argmax((edge.divergence[1:] > 100 * div_pre).any(axis=0))],
+        # "restrained": over the second half of the run the divergence does not keep growing
+        "late_growth": edge.divergence[1:, late].max()
+        / edge.divergence[1:, edge.steps == (steps // 2)].max(),
+    }
+
+
+# --------------------------------------------------------------------------- Sun's model
+def checkerboard(size: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """A ``(1, 1, size, size)`` checkerboard of +-1, -1 at ``(0, 0)`` (as Sun et al.'s)."""
+    size = check_count(size, "size")
+    ij = torch.arange(size)
+    img = torch.where((ij[:, None] + ij[None, :]) % 2 == 0, -1.0, 1.0).to(dtype)
+    return img.reshape(1, 1, size, size)
+
+
+def _check_kernel_start(w0: Any, kernel: int, name: str = "w0") -> np.ndarray:
+    w0 = np.asarray(w0, dtype=np.float64)
+    if w0.shape != (kernel * kernel,):
+        raise ValueError(f"{name} must hold kernel**2 = {kernel * kernel} entries, got shape "
+                         f"{w0.shape}")
+    return w0
+
+
+def weight_decay_runs(w0: Any, alpha: float, eta: float, steps: int, image: torch.Tensor,
+                      label: torch.Tensor, c_hat: np.ndarray, kernel: int = 4
+                      ) -> dict[str, Any]:
+    """GD with weight decay ``alpha`` from the kernel ``w0`` on :class:`nets.SunCNN` and on its
+    quadratic model at ``w = 0`` (from :mod:`lib.hessian`), parameters at every step.
+
+    ``{"linear": ..., "cnn": ...}`` each with ``W`` (the kernels), ``unseen`` (``||P w_k||``,
+    ``P`` the projection off ``c_hat``) and ``seen`` (``<w_k, c_hat>``); ``"closed"``: the
+    linear model's closed form ``w* + R^k (w_0 - w*)``.
+    """
+    kernel = check_count(kernel, "kernel")
+    w0 = _check_kernel_start(w0, kernel)
+    alpha, eta = check_positive(alpha, "alpha"), check_positive(eta, "eta")
+    steps = check_count(steps, "steps")
+    c_hat = np.asarray(c_hat, dtype=np.float64)
+    if c_hat.shape != w0.shape:
+        raise ValueError(f"c_hat must have the shape of w0 {w0.shape}, got {c_hat.shape}")
+    zero = nets.SunCNN(torch.zeros(kernel * kernel), kernel)
+    loss0, g0 = hessian.FlatLoss(zero, nets.logistic, image, label).loss_and_grad()
+    H0 = hessian.dense_hessian(zero, nets.logistic, image, label)
+    P_inv = np.eye(kernel**2) - np.outer(c_hat, c_hat)     # onto the unseen directions
+    linear = flows.as_problem(lambda th: loss0 + g0 @ th + 0.5 * th @ (H0 @ th), w0)
+    out: dict[str, Any] = {}
+    for name, (model, loss_fn, inp, tgt) in (
+            ("linear", linear), ("cnn", (nets.SunCNN(w0, kernel), nets.logistic, image, label))):
+        keep = train.parameter_hook()
+        train.gd(model, loss_fn, inp, tgt, lr=eta, steps=steps, weight_decay=alpha,
+                 hooks={"w": keep})
+        W = keep.array()
+        out[name] = {"W": W, "unseen": np.linalg.norm(W @ P_inv, axis=1), "seen": W @ c_hat}
+    A = H0.numpy() + alpha * np.eye(kernel**2)
+    w_star = -np.linalg.solve(A, g0.numpy())
+    lam_a, V = np.linalg.eigh(A)
+    coef = V.T @ (w0 - w_star)
+    R = (1 - eta * lam_a)[None, :] ** np.arange(steps + 1)[:, None]
+    out["closed"] = w_star + (R * coef) @ V.T
+    return out
+
+
+def restrained_runs(w0: Any, etas: Sequence[float], alpha: float, steps: int, late: int,
+                    image: torch.Tensor, label: torch.Tensor, c_hat: np.ndarray,
+                    kernel: int = 4) -> dict[float, dict[str, Any]]:
+    """GD with weight decay on :class:`nets.SunCNN` from ``w0`` at each step size, and what its
+    last ``late`` steps show along ``c_hat``: ``seen``, ``unseen`` (as in
+    :func:`weight_decay_runs`), ``amp`` (late span, 0 if converged), ``period2`` (late
+    ``max |u_k - u_{k-2}|``, 0 on a 2-cycle), ``lo``/``hi`` (late range)."""
+    kernel = check_count(kernel, "kernel")
+    w0 = _check_kernel_start(w0, kernel)
+    etas = _check_etas(etas)
+    alpha = check_positive(alpha, "alpha")
+    steps, late = check_count(steps, "steps"), check_count(late, "late", 3)
+    if late > steps + 1:
+        raise ValueError(f"late must be at most steps + 1 = {steps + 1}, got {late}")
+    c_hat = np.asarray(c_hat, dtype=np.float64)
+    P_inv = np.eye(kernel**2) - np.outer(c_hat, c_hat)
+    out = {}
+    for eta in etas:
+        keep = train.parameter_hook()
+        train.gd(nets.SunCNN(w0, kernel), nets.logistic, image, label, lr=eta, steps=steps,
+                 weight_decay=alpha, hooks={"w": keep})
+        W = keep.array()
+        tail = (W @ c_hat)[-late:]
+        out[eta] = {"seen": W @ c_hat, "unseen": np.linalg.norm(W @ P_inv, axis=1),
+                    "amp": tail.max() - tail.min(),
+                    "period2": np.abs(tail[2:] - tail[:-2]).max(),
+                    "lo": tail.min(), "hi": tail.max()}
+    return out
+
+
+# --------------------------------------------------------------------------- 1-D reduction
+def _check_n(n: Any) -> float:
+    if isinstance(n, bool) or not isinstance(n, (int, float, np.integer, np.floating)) or n <= 0:
+        raise ValueError(f"n (the number of patches) must be positive, got {n!r}")
+    return n
+
+
+def sun_pi(a: Any, n: Any) -> Any:
+    """The logit ``p`` as a function of ``a = ||c|| u`` (lem-sun-1d), ``n`` patches."""
+    n = _check_n(n)
+    return 0.5 * a * np.tanh(a / 2) + a / (2 * n)
+
+
+def _dpi(a: Any, n: Any) -> Any:
+    t = np.tanh(a / 2)
+    return 0.5 * t + 0.25 * a * (1 - t * t) + 1 / (2 * n)
+
+
+def _d2pi(a: Any) -> Any:
+    t = np.tanh(a / 2)
+    return (0.5 - 0.25 * a * t) * (1 - t * t)
+
+
+def sun_phi_1(a: Any, n: Any) -> Any:
+    """``phi'(a)`` for ``phi = -log sigmoid(pi(a))``."""
+    return -expit(-sun_pi(a, n)) * _dpi(a, n)
+
+
+def sun_phi_2(a: Any, n: Any) -> Any:
+    """``phi''(a)`` for ``phi = -log sigmoid(pi(a))``."""
+    P = sun_pi(a, n)
+    return expit(P) * expit(-P) * _dpi(a, n) ** 2 - expit(-P) * _d2pi(a)
+
+
+def sun_map(u0: Any, etas: Sequence[float], alpha: float, n: Any, c_norm: float,
+            steps: int) -> np.ndarray:
+    """The one-dimensional GD map of lem-sun-1d for several step sizes at once:
+    ``(steps + 1, len(etas))`` iterates ``u_k`` (overflow gives inf/nan silently)."""
+    etas = np.asarray(_check_etas(etas), dtype=float)
+    steps = check_count(steps, "steps")
+    c_norm = check_positive(c_norm, "c_norm")
+    if not np.isfinite(alpha) or alpha < 0:
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+    _check_n(n)
+    u = np.empty((steps + 1, len(etas)))
+    u[0] = u0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(steps):
+            u[k + 1] = u[k] - etas * (c_norm * sun_phi_1(c_norm * u[k], n) + alpha * u[k])
+    return u
+
+
+def sun_curvature(u: Any, alpha: float, n: Any, c_norm: float) -> Any:
+    """The curvature of the 1-D objective along ``c_hat`` at ``u``: ``||c||^2 phi''(||c|| u) +
+    alpha``."""
+    c_norm = check_positive(c_norm, "c_norm")
+    return c_norm**2 * sun_phi_2(c_norm * u, n) + alpha
+
+
+def sun_full_loss_grad(w: np.ndarray, image: torch.Tensor, label: torch.Tensor, alpha: float,
+                       beta: float = 1.0) -> tuple[float, np.ndarray]:
+    """Loss (eq-sun-model) with weight decay ``alpha`` and its gradient for the flat kernel
+    ``w`` (square, any size) on ``image``."""
+    w = np.asarray(w, dtype=np.float64)
+    kernel = int(round(np.sqrt(w.size)))
+    if w.ndim != 1 or kernel * kernel != w.size:
+        raise ValueError(f"w must be a flat square kernel, got shape {w.shape}")
+    wt = torch.tensor(w.reshape(1, 1, kernel, kernel), requires_grad=True)
+    z = F.conv2d(image, wt)
+    p = (z * torch.sigmoid(beta * z)).mean().reshape(1)
+    loss = nets.logistic(p, label) + 0.5 * alpha * (wt * wt).sum()
+    (g,) = torch.autograd.grad(loss, wt)
+    return float(loss.detach()), g.numpy().reshape(-1)
+
+
+def summed_top_eigenvalue(image: torch.Tensor, kernel: int, v0: np.ndarray
+                          ) -> tuple[float, float]:
+    """``lambda_max(sum_j x_j x_j^T)`` over the ``kernel x kernel`` patches ``x_j`` of
+    ``image`` by two applications of the map to ``v0`` (enough for a checkerboard, whose
+    top eigenvector is the pattern): the Rayleigh quotient and the relative residual."""
+    kernel = check_count(kernel, "kernel")
+    v0 = _check_kernel_start(v0, kernel, "v0")
+
+    def summed_map(v: np.ndarray) -> np.ndarray:
+        vt = torch.tensor(v.reshape(1, 1, kernel, kernel), requires_grad=True)
+        z = F.conv2d(image, vt)
+        (g,) = torch.autograd.grad(0.5 * (z * z).sum(), vt)
+        return g.numpy().reshape(-1)
+
+    v1 = summed_map(v0)
+    v1 /= np.linalg.norm(v1)
+    v2 = summed_map(v1)
+    lam = float(v1 @ v2)
+    return lam, float(np.linalg.norm(v2 - lam * v1) / lam)

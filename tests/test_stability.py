@@ -1,0 +1,164 @@
+"""Tests of lib.stability: the edge-of-stability chapter's machinery on small problems."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import expit
+
+from lib import nets, stability, train
+
+
+def _linear_problem(seed: int = 0, n: int = 30, d: int = 3, k: int = 2):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = torch.randn(n, k, generator=g, dtype=torch.float64)
+    model = torch.nn.Linear(d, k, dtype=torch.float64)
+    xt = torch.cat([x, torch.ones(n, 1, dtype=torch.float64)], 1)
+    M = (xt.T @ xt / n).numpy()
+    m_eig, m_vec = np.linalg.eigh(M)
+    theta_star = np.linalg.lstsq(xt.numpy(), y.numpy(), rcond=None)[0].T
+    return model, x, y, theta_star, m_vec[:, -1], m_eig[-1]
+
+
+def test_quadratic_modes_follow_one_minus_eta_lambda() -> None:
+    model, x, y, theta_star, u1, lam1 = _linear_problem()
+    runs = stability.quadratic_mode_runs(model, nets.square_loss, x, y, theta_star, u1, lam1,
+                                         (0.9, 1.05), 60)
+    assert runs[0.9]["rel_err"] < 1e-8 and runs[1.05]["rel_err"] < 1e-8
+    assert runs[0.9]["top"][-1] < runs[0.9]["top"][0] < runs[1.05]["top"][-1]
+    with pytest.raises(ValueError, match="theta_star"):
+        stability.quadratic_mode_runs(model, nets.square_loss, x, y, theta_star[:, :-1], u1,
+                                      lam1, (0.9,), 5)
+    with pytest.raises(TypeError, match="model"):
+        stability.quadratic_mode_runs(torch.nn.Sequential(model), nets.square_loss, x, y,
+                                      theta_star, u1, lam1, (0.9,), 5)
+    with pytest.raises(ValueError, match="cs"):
+        stability.quadratic_mode_runs(model, nets.square_loss, x, y, theta_star, u1, lam1, (), 5)
+
+
+def _digits_like(n: int = 40):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 5, generator=g)
+    labels = torch.randint(0, 3, (n,), generator=g)
+    return x, torch.nn.functional.one_hot(labels, 3).float(), labels
+
+
+def test_sharpness_runs_summaries_and_checks() -> None:
+    x, y, labels = _digits_like()
+    net = nets.mlp((5, 8, 3), "tanh", seed=0, dtype=torch.float32)
+    before = [p.clone() for p in net.parameters()]
+    eos, extra = stability.sharpness_runs(net, nets.square_loss, x, y, (0.1, 0.5), steps=20,
+                                          every=5, tol=1e-4, test_inputs=x, test_labels=labels,
+                                          check_eta=0.5, check_steps=10, theta_every=5)
+    assert all(torch.equal(p, q) for p, q in zip(before, net.parameters()))
+    for eta in (0.1, 0.5):
+        e = eos[eta]
+        assert list(e["sharp"]["step"]) == [0, 5, 10, 15, 20]
+        assert len(e["loss"]) == 21 and 0 <= e["test_acc"] <= 1
+    assert np.allclose(eos[0.5]["sharp"]["sharpness"], extra["check"]["sharpness"][:, 0],
+                       rtol=1e-3)
+    assert extra["theta_hook"].steps == [0, 5, 10]
+    assert extra["check_seconds"] > 0
+    with pytest.raises(ValueError, match="check_eta"):
+        stability.sharpness_runs(net, nets.square_loss, x, y, (0.1,), steps=2, every=1,
+                                 tol=1e-4, test_inputs=x, test_labels=labels, check_eta=0.3)
+    with pytest.raises(ValueError, match="etas"):
+        stability.sharpness_runs(net, nets.square_loss, x, y, (0.1, -1), steps=2, every=1,
+                                 tol=1e-4, test_inputs=x, test_labels=labels)
+
+
+def test_lastbit_accuracy_and_statistics() -> None:
+    x, y, labels = _digits_like()
+    make = lambda seed: nets.mlp((5, 8, 3), "tanh", seed=seed, dtype=torch.float32)  # noqa: E731
+    acc = stability.lastbit_accuracy(make, nets.square_loss, x, y, eta_edge=0.5, eta_below=0.1,
+                                     ks=(1, 3), n_seeds=2, steps=5, test_inputs=x,
+                                     test_labels=labels)
+    assert acc[0.5].shape == (2, 2) and (acc[0.5] > 0).all()
+    assert acc[0.1][1, 1] == 0 and acc[0.1][0, 1] > 0          # below: k = 1 only for seed 1
+    with pytest.raises(TypeError, match="make_net"):
+        stability.lastbit_accuracy(None, nets.square_loss, x, y, eta_edge=0.5, eta_below=0.1,
+                                   ks=(1,), n_seeds=1, steps=1, test_inputs=x, test_labels=labels)
+    fam = train.lastbit_family(make(0), nets.square_loss, x, y, lr=0.5, steps=20, ks=(1, 3, 5),
+                               record_every=5)
+    st = stability.lastbit_statistics(fam, fam, 10, 20)
+    assert st["div_pre"] == fam.divergence[1:, :3].max()
+    assert st["div_end"].shape == (2,) and st["div_below"] == fam.divergence[1:].max()
+    with pytest.raises(TypeError, match="edge"):
+        stability.lastbit_statistics(object(), fam, 10, 20)
+
+
+def test_checkerboard() -> None:
+    img = stability.checkerboard(4)
+    assert img.shape == (1, 1, 4, 4) and img[0, 0, 0, 0] == -1 and img[0, 0, 0, 1] == 1
+    assert img.sum() == 0
+    with pytest.raises(ValueError):
+        stability.checkerboard(0)
+
+
+def _sun_setup(size: int = 8, kernel: int = 4):
+    img = stability.checkerboard(size)
+    label = torch.ones(1, dtype=torch.float64)
+    c = img[0, 0, :kernel, :kernel].reshape(-1)
+    c_hat = (c / c.norm()).numpy()
+    w0 = torch.randn(kernel**2, generator=torch.Generator().manual_seed(7),
+                     dtype=torch.float64).numpy()
+    return img, label, c, c_hat, w0
+
+
+def test_weight_decay_runs_linear_model_is_its_closed_form() -> None:
+    img, label, _, c_hat, w0 = _sun_setup()
+    runs = stability.weight_decay_runs(w0, 20.0, 0.11, 30, img, label, c_hat)
+    W, Wc = runs["linear"]["W"], runs["closed"]
+    assert np.max(np.linalg.norm(W - Wc, axis=1) / np.linalg.norm(Wc, axis=1)) < 1e-10
+    unseen = runs["cnn"]["unseen"]                       # x |1 - eta alpha| = 1.2 per step
+    assert abs((unseen[20] / unseen[10]) ** 0.1 - 1.2) < 1e-9
+    with pytest.raises(ValueError, match="w0"):
+        stability.weight_decay_runs(w0[:-1], 20.0, 0.11, 3, img, label, c_hat)
+    with pytest.raises(ValueError, match="c_hat"):
+        stability.weight_decay_runs(w0, 20.0, 0.11, 3, img, label, c_hat[:-1])
+
+
+def test_restrained_runs_and_the_one_dimensional_map_agree() -> None:
+    img, label, c, c_hat, w0 = _sun_setup()
+    n_patch = (8 - 4 + 1) ** 2
+    runs = stability.restrained_runs(0.01 * w0, (0.3, 0.9), 2.0, 60, 10, img, label, c_hat)
+    u = stability.sun_map(0.01 * w0 @ c_hat, (0.3, 0.9), 2.0, n_patch, float(c.norm()), 60)
+    for i, eta in enumerate((0.3, 0.9)):
+        assert np.abs(u[:, i] - runs[eta]["seen"]).max() < 1e-10
+        r = runs[eta]
+        assert r["amp"] == r["hi"] - r["lo"] >= 0 and r["period2"] >= 0
+    with pytest.raises(ValueError, match="late"):
+        stability.restrained_runs(w0, (0.3,), 2.0, 5, 10, img, label, c_hat)
+
+
+def test_one_dimensional_derivatives_and_curvature() -> None:
+    a, n, h = np.linspace(-3, 3, 13), 25, 1e-5
+    phi = lambda t: -np.log(expit(stability.sun_pi(t, n)))  # noqa: E731
+    num1 = (phi(a + h) - phi(a - h)) / (2 * h)
+    assert np.allclose(stability.sun_phi_1(a, n), num1, atol=1e-8)
+    num2 = (stability.sun_phi_1(a + h, n) - stability.sun_phi_1(a - h, n)) / (2 * h)
+    assert np.allclose(stability.sun_phi_2(a, n), num2, atol=1e-7)
+    assert stability.sun_curvature(0.5, 2.0, n, 3.0) == 9 * stability.sun_phi_2(1.5, n) + 2.0
+    with pytest.raises(ValueError, match="n"):
+        stability.sun_pi(1.0, 0)
+    with pytest.raises(ValueError, match="c_norm"):
+        stability.sun_map(0.1, (0.1,), 2.0, n, -1.0, 3)
+    with pytest.raises(ValueError, match="alpha"):
+        stability.sun_map(0.1, (0.1,), float("nan"), n, 1.0, 3)
+
+
+def test_full_loss_grad_matches_the_reduction_and_summed_eigenvalue() -> None:
+    img, label, c, c_hat, w0 = _sun_setup(size=8, kernel=4)
+    n = 25
+    w = w0 + 0.4 * c_hat
+    loss, grad = stability.sun_full_loss_grad(w, img, label, 20.0)
+    a = float(c.norm()) * (w @ c_hat)
+    assert abs(loss / (np.logaddexp(0.0, -stability.sun_pi(a, n)) + 10.0 * (w @ w)) - 1) < 1e-12
+    grad_1d = float(c.norm()) * stability.sun_phi_1(a, n) * c_hat + 20.0 * w
+    assert np.linalg.norm(grad - grad_1d) < 1e-12 * np.linalg.norm(grad)
+    lam, resid = stability.summed_top_eigenvalue(img, 4, w0)
+    assert resid < 1e-10 and abs(lam / (n * float(c @ c)) - 1) < 1e-12
+    with pytest.raises(ValueError, match="w"):
+        stability.sun_full_loss_grad(np.ones(5), img, label, 1.0)
+    with pytest.raises(ValueError, match="v0"):
+        stability.summed_top_eigenvalue(img, 4, np.ones(5))
