@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from lib import nets
 from lib import pieces as P
 from lib import sawtooth as st
 
@@ -26,10 +27,10 @@ def cases() -> list[tuple[str, torch.nn.Sequential, tuple[float, float]]]:
     for init in ("he", "pytorch"):
         for seed in range(3):
             out.append((f"random 8x64 {init} seed {seed}",
-                        P.random_relu_net([64] * 8, init, seed), (-1.0, 1.0)))
+                        nets.random_relu_net([64] * 8, init, seed), (-1.0, 1.0)))
     for rel in (1e-15, 1e-9, 1e-3):
         out.append((f"sawtooth_net(12) perturbed {rel:g}",
-                    P.perturbed_net(st.sawtooth_net(12), rel, seed=0), (0.0, 1.0)))
+                    nets.perturbed_net(st.sawtooth_net(12), rel, seed=0), (0.0, 1.0)))
     return out
 
 

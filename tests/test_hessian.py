@@ -49,25 +49,24 @@ def test_hvp_methods_match_dense_hessian(method: str) -> None:
 def test_top_and_min_eigenvalues_match_dense(act: type) -> None:
     model, (x, y) = _tanh_net(3, act=act), _data(3)
     ev = torch.linalg.eigvalsh(hessian.dense_hessian(model, CE, x, y))
-    top = hessian.top_eigenvalues(model, CE, x, y, k=3)
+    top = hessian.eigenvalues(model, CE, x, y, k=3)
     assert isinstance(top, torch.Tensor) and top.shape == (3,)
     np.testing.assert_allclose(top.numpy(), ev[-3:].flip(0).numpy(), rtol=1e-6)
-    lam_min = hessian.min_eigenvalue(model, CE, x, y)
-    assert isinstance(lam_min, float)
+    lam_min = float(hessian.eigenvalues(model, CE, x, y, which="bottom")[0])
     np.testing.assert_allclose(lam_min, ev[0].item(), rtol=1e-6)
-    lo, hi = hessian.extreme_eigenvalues(model, CE, x, y)
+    lo, hi = hessian.eigenvalues(model, CE, x, y, which="both").tolist()
     np.testing.assert_allclose([lo, hi], [ev[0].item(), ev[-1].item()], rtol=1e-6)
 
 
 def test_info_counts_hvps_and_warm_start_saves_them() -> None:
     model, (x, y) = _tanh_net(4), _data(4, n=60)
-    vals, info = hessian.top_eigenvalues(model, CE, x, y, return_info=True)
+    vals, info = hessian.eigenvalues(model, CE, x, y, return_info=True)
     assert info.converged and info.n_hvp == info.lanczos.n_matvec >= 2
     v = info.vectors[:, 0]
     # warm start from a slightly perturbed parameter vector's eigenvector
     theta = hessian.flatten_parameters(model) + 1e-3
-    cold, ic = hessian.top_eigenvalues(model, CE, x, y, theta=theta, return_info=True, seed=5)
-    warm, iw = hessian.top_eigenvalues(model, CE, x, y, theta=theta, v0=v, return_info=True)
+    cold, ic = hessian.eigenvalues(model, CE, x, y, theta=theta, return_info=True, seed=5)
+    warm, iw = hessian.eigenvalues(model, CE, x, y, theta=theta, v0=v, return_info=True)
     np.testing.assert_allclose(warm.numpy(), cold.numpy(), rtol=1e-8)
     assert iw.n_hvp < ic.n_hvp
 
@@ -121,8 +120,9 @@ def test_min_eigenvalue_at_a_minimum_with_a_null_space_does_not_stall() -> None:
     w = torch.linalg.lstsq(x, y).solution
     with torch.no_grad():
         model.weight.copy_(w.T)
-    lam, info = hessian.min_eigenvalue(model, nn.MSELoss(), x, y, return_info=True)
-    top = hessian.top_eigenvalues(model, nn.MSELoss(), x, y)[0].item()
+    vals, info = hessian.eigenvalues(model, nn.MSELoss(), x, y, which="bottom", return_info=True)
+    lam = float(vals[0])
+    top = hessian.eigenvalues(model, nn.MSELoss(), x, y)[0].item()
     assert info.converged and abs(lam) <= 1e-9 * top and info.n_hvp <= 30
 
 
@@ -130,7 +130,7 @@ def test_float32_model_uses_a_looser_default_tolerance() -> None:
     model64, (x, y) = _tanh_net(5), _data(5)
     model32 = _tanh_net(5).float()
     ev = torch.linalg.eigvalsh(hessian.dense_hessian(model64, CE, x, y))
-    top32, info = hessian.top_eigenvalues(model32, CE, x.float(), y, return_info=True)
+    top32, info = hessian.eigenvalues(model32, CE, x.float(), y, return_info=True)
     assert info.tol == hessian.default_tol(torch.float32) > hessian.default_tol(torch.float64)
     np.testing.assert_allclose(top32.item(), ev[-1].item(), rtol=1e-4)
 
@@ -156,11 +156,11 @@ def test_flat_loss_round_trip_and_fixed_parameters() -> None:
 def test_bad_input_raises_clearly() -> None:
     model, (x, y) = _tanh_net(), _data()
     with pytest.raises(TypeError, match="inputs"):
-        hessian.top_eigenvalues(model, CE, x.float(), y)
+        hessian.eigenvalues(model, CE, x.float(), y)
     with pytest.raises(TypeError, match="model"):
         hessian.dense_hessian("net", CE, x, y)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="k"):
-        hessian.top_eigenvalues(model, CE, x, y, k=0)
+        hessian.eigenvalues(model, CE, x, y, k=0)
     with pytest.raises(ValueError, match="method"):
         hessian.hvp_operator(model, CE, x, y, method="finite_differences")
     with pytest.raises(ValueError, match="tol"):
@@ -170,6 +170,6 @@ def test_bad_input_raises_clearly() -> None:
     with pytest.raises(ValueError, match="v0"):
         hessian.lanczos(lambda v: v, 5, v0=torch.zeros(5))
     with pytest.raises(ValueError, match="theta"):
-        hessian.top_eigenvalues(model, CE, x, y, theta=torch.zeros(3, dtype=torch.float64))
+        hessian.eigenvalues(model, CE, x, y, theta=torch.zeros(3, dtype=torch.float64))
     with pytest.raises(RuntimeError, match="Lanczos did not reach"):
-        hessian.top_eigenvalues(model, CE, x, y, k=3, max_iter=3)
+        hessian.eigenvalues(model, CE, x, y, k=3, max_iter=3)

@@ -30,9 +30,8 @@ OWNED_ELSEWHERE = {"claims", "report", "record", "bookbuild"}
 LOCAL_IMPORTS_ALLOWED = {("config", "torch"), ("config", "tqdm.std"), ("config", "tqdm.auto"),
                          ("plotting", "IPython"), ("plotting", "matplotlib_inline.backend_inline"),
                          ("plotting", "myst_nb")}
-#: The chapters' old names for functions that moved up a floor (fp.tent_net -> lib.nets,
-#: fp.piece_hooks -> lib.train): resolved lazily by fp.__getattr__ until the chapters move.
-TRANSITIONAL = {("fp", "nets"), ("fp", "train")}
+#: Imports that break the floors on purpose (none since the chapters moved to the new homes).
+TRANSITIONAL: set[tuple[str, str]] = set()
 
 
 @lru_cache(maxsize=1)

@@ -631,7 +631,8 @@ def train_breakpoint_nets(target: Target, m: int, members: int, steps: int, hori
     sharp = eta * np.asarray(run.history["sharp"]) if sharpness else np.full(1, np.nan)
     return {"quad": quad, "net0": net0, "net": run.model, "lam0": lam0, "eta": 1.0 / lam0,
             "err": np.array([run.history["err"][i] for i in at]),        # (horizons, members)
-            "sharp": np.nanmax(sharp), "sharp0": sharp[0], "diverged": run.diverged_at}
+            "sharp": np.nanmax(sharp) if np.isfinite(sharp).any() else math.nan,
+            "sharp0": sharp[0], "diverged": run.diverged_at}
 
 
 def breakpoint_width_sweep(target: Target, widths: Sequence[int], members: int, steps: int,

@@ -44,7 +44,6 @@ order of ``net.named_parameters()`` (``weight`` row-major, then ``bias``, layer 
 from __future__ import annotations
 
 import copy
-import importlib
 import math
 import random
 from collections.abc import Callable, Iterable, Sequence
@@ -91,17 +90,6 @@ _IEEE: dict[torch.dtype, tuple[int, int, int]] = {
     torch.float32: (32, 24, 127),
     torch.float64: (64, 53, 1023),
 }
-
-# Kept for the chapters; removed when the chapters move to lib.nets.tent_net and
-# lib.train.piece_hooks (resolved on first use: lib.nets and lib.train import this module).
-_MOVED = {"tent_net": "lib.nets", "piece_hooks": "lib.train"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 # =========================================================================== formats
 def format_name(dtype: Any) -> str:

@@ -19,9 +19,7 @@ fixed).  The computation runs in the parameters' dtype; ``inputs`` must have tha
   not stall near minima, where ``scipy.sparse.linalg.eigsh(which='SA')`` asks for a residual
   relative to an eigenvalue close to zero), warm starts and a count of products.
 * :func:`eigenvalues` -- the one entry point: the sharpness ``lambda_max`` (Cohen et al. 2021),
-  ``lambda_min`` (Elkabetz & Cohen 2021) or both ends of a model's loss Hessian (``which``);
-  :func:`top_eigenvalues`, :func:`min_eigenvalue` and :func:`extreme_eigenvalues` are its
-  three former names.
+  ``lambda_min`` (Elkabetz & Cohen 2021) or both ends of a model's loss Hessian (``which``).
 * :class:`EigenTracker` and :func:`eigenvalues_along` -- eigenvalues along a trajectory, each
   Lanczos run warm-started from the previous point's eigenvectors.
 * :func:`dense_hessian` -- the full ``(P, P)`` Hessian (``torch.func.jacrev`` of
@@ -603,31 +601,6 @@ def eigenvalues(
     values = torch.as_tensor(res.values, dtype=torch.float64)
     info = EigenInfo(lanczos=res, n_hvp=op.n_calls, method=method, tol=tol)
     return (values, info) if return_info else values
-
-
-# Kept for the chapters; removed when the chapters move to hessian.eigenvalues(which=...).
-def top_eigenvalues(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
-                    targets: torch.Tensor, k: int = 1, **options: Any) -> Any:
-    """:func:`eigenvalues` with ``which="top"``: the ``k`` largest, largest first."""
-    return eigenvalues(model, loss_fn, inputs, targets, k, which="top", **options)
-
-
-def min_eigenvalue(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
-                   targets: torch.Tensor, **options: Any) -> Any:
-    """``lambda_min`` as a float (:func:`eigenvalues` with ``which="bottom"``), or
-    ``(lambda_min, info)`` with ``return_info=True``."""
-    out = eigenvalues(model, loss_fn, inputs, targets, 1, which="bottom", **options)
-    return (float(out[0][0]), out[1]) if isinstance(out, tuple) else float(out[0])
-
-
-def extreme_eigenvalues(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
-                        targets: torch.Tensor, **options: Any) -> Any:
-    """``(lambda_min, lambda_max)`` (:func:`eigenvalues` with ``which="both"``), or
-    ``(lambda_min, lambda_max, info)`` with ``return_info=True``."""
-    out = eigenvalues(model, loss_fn, inputs, targets, 1, which="both", **options)
-    values = out[0] if isinstance(out, tuple) else out
-    lo, hi = float(values[0]), float(values[1])
-    return (lo, hi, out[1]) if isinstance(out, tuple) else (lo, hi)
 
 
 # ----------------------------------------------------------------------------- along a path

@@ -119,14 +119,6 @@ __all__ = [
     "width_one_net", "random_net_counts", "resolution_rows", "perturbation_rows",
 ]
 
-# Kept for the chapters; removed when the chapters move to lib.nets (random_relu_net,
-# perturbed_net, RELU_NET_INITS) and lib.fp (representable, resolved_pieces).
-INITS = nets.RELU_NET_INITS
-random_relu_net = nets.random_relu_net
-perturbed_net = nets.perturbed_net
-representable = fp.representable
-resolved_pieces = fp.resolved_pieces
-
 _U = UNIT_ROUNDOFF
 
 

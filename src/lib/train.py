@@ -303,7 +303,7 @@ class SharpnessHook:
     """A :func:`gd` hook that records the sharpness (Cohen et al. 2021): the top eigenvalue(s)
     of the training-loss Hessian, every ``every`` steps.
 
-    Each estimate is :func:`lib.hessian.top_eigenvalues` (Lanczos on exact Hessian-vector
+    Each estimate is :func:`lib.hessian.eigenvalues` (``which="top"``; Lanczos on exact Hessian-vector
     products in the model's dtype, the Krylov space capped at ``max_iter``), warm-started from
     the previous estimate's top eigenvector(s) (``warm_start``), so consecutive estimates along
     a trajectory need few products.  Called as ``hook(model, step)`` it returns the top
