@@ -310,7 +310,10 @@ def gradient_descent(
     Give the matched flow ``times`` (each an integer multiple of ``eta``; row ``i`` is the
     iterate ``k_i = times[i] / eta``), as for :func:`gradient_flow`, or ``steps``: an int ``N``
     (all iterates ``0..N``) or a sorted array of iterate indices.  The loop is :func:`lib.train.gd`
-    (in the model's dtype; the rows are its parameters in float64).
+    in the model's dtype: the parameters are stored, and rounded after every step, in that
+    dtype (a float32 model is stepped in float32; before the library's refactor the iterate was
+    kept in float64, which only float64 models, the book's, share bit for bit).  The rows are
+    the parameters in float64.
     Returns a :class:`Trajectory` ``(len(times), n_params)`` with ``times = k * eta``,
     ``steps = k`` and ``n_grad_evals`` = the number of steps taken.  Raises ``ValueError`` for a
     non-positive ``eta`` or bad times/steps and ``NonFiniteLossError`` when the loss or the
@@ -326,6 +329,10 @@ def gradient_descent(
     wanted = set(k_out.tolist())
 
     def snapshot(net: nn.Module, step: int) -> float:
+        # a non-finite gradient with a finite loss shows up in the next iterate
+        if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+            raise NonFiniteLossError(f"GD with eta={eta:g}: non-finite parameters at step {step} "
+                                     "(a non-finite gradient)")
         if step in wanted:
             keep[step] = flatten_parameters(net).to(torch.float64).cpu().numpy()
         return 0.0
@@ -423,7 +430,7 @@ def first_order_gap(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
         theta = torch.from_numpy(np.ascontiguousarray(y[:P])).to(flat.dtype).requires_grad_(True)
         C = torch.from_numpy(np.ascontiguousarray(y[P:])).to(flat.dtype)
         with torch.enable_grad():
-            loss = flat._loss(theta)
+            loss = flat.loss_tensor(theta)
             (g,) = torch.autograd.grad(loss, theta, create_graph=True)
             (hw,) = torch.autograd.grad(g, theta, grad_outputs=C + g.detach() / 2)
         counter["grad"] += 1

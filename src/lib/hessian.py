@@ -146,6 +146,10 @@ class FlatLoss:
         params.update(self.fixed)
         return params
 
+    def loss_tensor(self, theta: torch.Tensor) -> torch.Tensor:
+        """The loss at the flat ``theta`` as a 0-d tensor, differentiable in ``theta``."""
+        return self._loss(theta)
+
     def _loss(self, theta: torch.Tensor) -> torch.Tensor:
         out = torch.func.functional_call(self.model, self._params(theta), (self.inputs,))
         loss = self.loss_fn(out, self.targets)

@@ -102,7 +102,7 @@ def mlp(widths: Sequence[int], activation: Any = "relu", *, init: str = "pytorch
         raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
     act = _activation(activation)
     dtype = check_dtype(dtype)
-    if not (isinstance(scale, (int, float)) and math.isfinite(scale)):
+    if isinstance(scale, bool) or not (isinstance(scale, (int, float)) and math.isfinite(scale)):
         raise ValueError(f"scale must be a finite number, got {scale!r}")
     gen = torch_generator(check_seed(seed))
     layers: list[nn.Module] = []
@@ -119,10 +119,13 @@ def random_relu_net(widths: Sequence[int], init: str = "pytorch", seed: int = 0,
                     dtype: torch.dtype = torch.float64) -> nn.Sequential:
     """A random ReLU net ``1 -> n_1 -> ... -> n_L -> 1`` at initialisation.
 
-    ``init``: ``"pytorch"``, ``"he"`` (He et al. set biases to zero, which makes the net
-    positively homogeneous, see ``"he-zero-bias"``) or ``"he-zero-bias"`` (``f(t x) = t f(x)``
-    for ``t >= 0``, so at most 2 pieces on any interval), as in :func:`mlp`.  Drawn in float64
-    by :func:`mlp` from ``seed``, then stored in ``dtype``.
+    ``init``: ``"pytorch"`` (weights and biases ``U(-b, b)``, ``b = 1/sqrt(fan_in)``),
+    ``"he"`` (weights ``N(0, 2/fan_in)``, biases ``U(-b, b)`` as PyTorch's) or
+    ``"he-zero-bias"`` (He's weights with zero biases, as He et al. set them: then
+    ``f(t x) = t f(x)`` for ``t >= 0``, so at most 2 pieces on any interval), as in :func:`mlp`.
+    Drawn in float64 by :func:`mlp` from ``seed``, then stored in ``dtype`` by torch's
+    conversion (to float16/bfloat16 it rounds through float32: see :func:`lib.fp.to_format`
+    for the correctly rounded alternative).
     """
     ws = check_widths(widths)
     if not ws or min(ws) < 1:
@@ -137,9 +140,11 @@ def perturbed_net(net: nn.Sequential, rel: float, seed: int = 0,
     """A copy of ``net`` with every weight and bias ``w`` replaced by ``w (1 + rel u)``.
 
     ``u ~ U(-1, 1)`` i.i.d. from a NumPy generator seeded with ``seed``; computed in float64,
-    stored in ``dtype`` (default: each layer's own dtype).  Zero weights stay zero.
+    stored in ``dtype`` (default: each layer's own dtype) by torch's conversion (to
+    float16/bfloat16 it rounds through float32).  Zero weights stay zero.
     """
     linear_relu_layers(net, scalar_io=True, linear_ends=False)
+    seed = check_seed(seed)
     if not (isinstance(rel, (int, float, np.floating)) and math.isfinite(rel) and rel >= 0):
         raise ValueError(f"rel must be a finite number >= 0, got {rel!r}")
     rng = np.random.default_rng(seed)

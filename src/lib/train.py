@@ -191,8 +191,9 @@ def gd(
     noise, noise_on, seed
         Multiplicative noise level ``s`` in ``[0, 1]`` on ``"bias_updates"`` (``b - eta*g*(1+delta)``)
         or ``"bias_values"`` (``(b - eta*g)*(1+delta)``); ``delta`` is drawn in float64 from a
-        generator seeded by ``seed``; the perturbed value is formed in float64 and rounded once
-        to ``dtype`` (so noise far below the format's unit roundoff may round away).  ``noise=0`` is plain GD bit for bit.
+        generator seeded by ``seed``; the perturbed value is formed in float64 and converted to
+        ``dtype`` by torch (one rounding for float32; through float32 for float16/bfloat16, so
+        possibly two), and noise far below the format's unit roundoff may round away.  ``noise=0`` is plain GD bit for bit.
     weight_decay
         L2 coefficient ``lambda``: the gradient becomes ``g + lambda*theta``.
     lastbit_k
@@ -292,7 +293,8 @@ def _pack_history(history: dict[str, list]) -> dict[str, Any]:
 
 def _perturb(value: torch.Tensor, s: float, generator: torch.Generator) -> torch.Tensor:
     """``fl(value * (1 + delta))`` with ``delta ~ U[-s, s]`` i.i.d. per entry: the product is
-    formed in float64 and rounded once to ``value``'s format."""
+    formed in float64 and converted to ``value``'s format by torch (for float16/bfloat16
+    through float32)."""
     delta = (torch.rand(value.shape, generator=generator, dtype=torch.float64) * 2 - 1) * s
     perturbed = value.to(torch.float64) * (1 + delta.to(value.device))
     return perturbed.to(value.dtype)
