@@ -125,3 +125,17 @@ def test_claim_ids_are_unique_in_the_book() -> None:
         for claim_id in pattern.findall(path.read_text(encoding="utf-8")):
             assert claim_id not in seen, f"{claim_id} in {seen.get(claim_id)} and {path.name}"
             seen[claim_id] = path.name
+
+
+def test_chapter_code_cells_stay_short() -> None:
+    """The d2l shape: at most 3 code cells over 40 lines in the book, none over 60."""
+    import jupytext
+
+    long_cells = []
+    for path in _chapter_notebooks():
+        notebook = jupytext.read(path, fmt="md:myst")
+        for i, cell in enumerate(notebook.cells):
+            n = len(cell.source.splitlines())
+            if cell.cell_type == "code" and n > 40:
+                long_cells.append((path.name, i, n))
+    assert len(long_cells) <= 3 and all(n <= 60 for *_, n in long_cells), long_cells
