@@ -139,3 +139,18 @@ def test_chapter_code_cells_stay_short() -> None:
             if cell.cell_type == "code" and n > 40:
                 long_cells.append((path.name, i, n))
     assert len(long_cells) <= 3 and all(n <= 60 for *_, n in long_cells), long_cells
+
+
+def test_every_figure_has_alt_text() -> None:
+    """Every ``{glue:figure}`` carries ``:alt:`` text saying what it shows (not a file name)."""
+    for path in sorted((ROOT / "book").glob("*.md")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith("```{glue:figure}"):
+                options = []
+                for option in lines[i + 1:]:
+                    if not option.startswith(":"):
+                        break
+                    options.append(option)
+                alt = [o for o in options if o.startswith(":alt:")]
+                assert alt and len(alt[0]) > 40, f"{path.name}:{i + 1}: figure without :alt:"
