@@ -162,3 +162,17 @@ def test_full_loss_grad_matches_the_reduction_and_summed_eigenvalue() -> None:
         stability.sun_full_loss_grad(np.ones(5), img, label, 1.0)
     with pytest.raises(ValueError, match="v0"):
         stability.summed_top_eigenvalue(img, 4, np.ones(5))
+
+
+def test_sun_loss_is_the_objective_of_sun_full_loss_grad() -> None:
+    img, label = stability.checkerboard(8), torch.tensor([1.0], dtype=torch.float64)
+    w = np.linspace(-0.3, 0.4, 9)
+    loss, grad = stability.sun_full_loss_grad(w, img, label, 2.0)
+    wt = torch.tensor(w, requires_grad=True)
+    value = stability.sun_loss(wt, img, label, 2.0)
+    (g,) = torch.autograd.grad(value, wt)
+    assert float(value.detach()) == loss and np.array_equal(g.numpy(), grad)
+    with pytest.raises(TypeError, match="w"):
+        stability.sun_loss(w, img, label, 2.0)
+    with pytest.raises(ValueError, match="square"):
+        stability.sun_loss(torch.ones(5, dtype=torch.float64), img, label, 2.0)

@@ -7,6 +7,7 @@ and the summaries the chapter reads from them: the machinery behind
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -329,20 +330,31 @@ def sun_curvature(u: Any, alpha: float, n: Any, c_norm: float) -> Any:
     return c_norm**2 * sun_phi_2(c_norm * u, n) + alpha
 
 
+def sun_loss(w: torch.Tensor, image: torch.Tensor, label: torch.Tensor, alpha: float,
+             beta: float = 1.0) -> torch.Tensor:
+    """The loss (eq-sun-model) of Sun et al.'s one-layer model with weight decay ``alpha``,
+    ``logistic(mean(swish_beta(w * image)), label) + alpha/2 |w|^2``, as a differentiable
+    0-d tensor of the flat square kernel ``w`` (the objective of its gradient flow)."""
+    if not isinstance(w, torch.Tensor) or w.ndim != 1:
+        raise TypeError(f"w must be a flat tensor, got {type(w).__name__}")
+    kernel = int(round(math.sqrt(w.numel())))
+    if kernel * kernel != w.numel():
+        raise ValueError(f"w must hold a square kernel, got {w.numel()} entries")
+    z = F.conv2d(image, w.reshape(1, 1, kernel, kernel))
+    p = (z * torch.sigmoid(beta * z)).mean(dim=(1, 2, 3))
+    return nets.logistic(p, label) + 0.5 * alpha * (w @ w)
+
+
 def sun_full_loss_grad(w: np.ndarray, image: torch.Tensor, label: torch.Tensor, alpha: float,
                        beta: float = 1.0) -> tuple[float, np.ndarray]:
-    """Loss (eq-sun-model) with weight decay ``alpha`` and its gradient for the flat kernel
-    ``w`` (square, any size) on ``image``."""
+    """:func:`sun_loss` and its gradient for the flat kernel ``w`` (a float64 array)."""
     w = np.asarray(w, dtype=np.float64)
-    kernel = int(round(np.sqrt(w.size)))
-    if w.ndim != 1 or kernel * kernel != w.size:
+    if w.ndim != 1:
         raise ValueError(f"w must be a flat square kernel, got shape {w.shape}")
-    wt = torch.tensor(w.reshape(1, 1, kernel, kernel), requires_grad=True)
-    z = F.conv2d(image, wt)
-    p = (z * torch.sigmoid(beta * z)).mean().reshape(1)
-    loss = nets.logistic(p, label) + 0.5 * alpha * (wt * wt).sum()
+    wt = torch.tensor(w, requires_grad=True)
+    loss = sun_loss(wt, image, label, alpha, beta)
     (g,) = torch.autograd.grad(loss, wt)
-    return float(loss.detach()), g.numpy().reshape(-1)
+    return float(loss.detach()), g.numpy()
 
 
 def summed_top_eigenvalue(image: torch.Tensor, kernel: int, v0: np.ndarray
