@@ -562,3 +562,15 @@ def test_square_error_on_cells_validation() -> None:
         S.square_error_on_cells(net, [Fraction(1, 2), Fraction(1, 4)])
     with pytest.raises(TypeError, match="breakpoints"):
         S.square_error_on_cells(net, 0.5)
+
+
+def test_unit_interval_floats_are_every_16_bit_float_in_0_1() -> None:
+    for dtype, n in ((torch.float16, 15361), (torch.bfloat16, 16257)):
+        x = S.unit_interval_floats(dtype)
+        assert x.dtype == dtype and x.numel() == n
+        assert float(x[0]) == 0.0 and float(x[-1]) == 1.0
+        assert bool((x[1:].double() > x[:-1].double()).all())      # increasing, no repeats
+        # the next float after 1 is not included, the largest float below 1 is
+        assert float(x[-2]) == 1.0 - float(torch.finfo(dtype).eps) / 2
+    with pytest.raises(ValueError, match="dtype"):
+        S.unit_interval_floats(torch.float32)

@@ -714,6 +714,16 @@ def dyadic_net_exact(net: nn.Sequential, points: Iterable[Any]) -> list[Fraction
     return [Fraction(int(v), 2**e) for v in h[:, 0]]
 
 
+def unit_interval_floats(dtype: torch.dtype) -> torch.Tensor:
+    """Every number of a 16-bit format (``torch.float16`` or ``torch.bfloat16``) in
+    ``[0, 1]``, increasing, enumerated through the int16 bit patterns (15,361 and 16,257)."""
+    dtype = check_dtype(dtype)
+    if dtype not in (torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype must be torch.float16 or torch.bfloat16, got {dtype}")
+    one = int(torch.tensor(1.0, dtype=dtype).view(torch.int16))
+    return torch.arange(0, one + 1, dtype=torch.int16).view(dtype)
+
+
 def layer_rounding_mismatches(dtype: torch.dtype) -> tuple[int, int]:
     """One layer of :func:`sawtooth_net` in a 16-bit format, for every input ``y`` in
     ``[0, 1]`` of the format and every order of summation.
@@ -724,11 +734,7 @@ def layer_rounding_mismatches(dtype: torch.dtype) -> tuple[int, int]:
     ``torch.float16`` or ``torch.bfloat16`` (the inputs are enumerated through their int16
     bit patterns).  Returns ``(number of inputs, number of mismatches)``.
     """
-    dtype = check_dtype(dtype)
-    if dtype not in (torch.float16, torch.bfloat16):
-        raise ValueError(f"dtype must be torch.float16 or torch.bfloat16, got {dtype}")
-    one = int(torch.tensor(1.0, dtype=dtype).view(torch.int16))
-    y = torch.arange(0, one + 1, dtype=torch.int16).view(dtype)      # all of them, 0 to 1
+    y = unit_interval_floats(dtype)                                  # all of them, 0 to 1
     y64 = y.to(torch.float64)
     bad = 0
     for t in (0.0, 0.5, 1.0):                                         # the first layer: x - t
