@@ -504,3 +504,21 @@ def test_perturbation_rows_counts_and_thresholds() -> None:
         P.perturbation_rows(base, (1e-9,), 1, 0.0)
     with pytest.raises(ValueError, match="seeds"):
         P.perturbation_rows(base, (1e-9,), 0, 1.0)
+
+
+def test_visible_pieces_one_definition():
+    from fractions import Fraction
+    assert P.VISIBLE_FRACTION == Fraction(1, 4)
+    for L in (1, 3, 6, 10):
+        assert P.tooth_width(L) == Fraction(2, 2**L)
+        assert P.visible_width(L) == 2.0**-L / 2
+        # g_L: 2^L pieces of width 2^-L, all visible
+        assert P.count_visible(st.sawtooth_net(L), L) == 2**L
+        # judged at a deeper scale they are still visible; at a much shallower one, not
+        assert P.count_visible(st.sawtooth_net(L), L + 3) == 2**L
+    # pieces of g_6 are 2^-6 wide: invisible against the threshold of depth 4 (2^-5)
+    assert P.count_visible(st.sawtooth_net(6), 4) == 0
+    with pytest.raises(ValueError, match="depth"):
+        P.visible_width(0)
+    with pytest.raises((ValueError, TypeError), match="depth"):
+        P.tooth_width(2.5)

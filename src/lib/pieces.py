@@ -114,7 +114,8 @@ from lib.exact import (check_count, check_interval, check_widths, exact_weights,
 
 __all__ = [
     "PieceAnalysis", "piece_analysis", "count_pieces", "breakpoints", "breakpoints_exact",
-    "piece_widths", "relu_widths", "piece_bound", "piece_bounds", "grid_count",
+    "piece_widths", "VISIBLE_FRACTION", "tooth_width", "visible_width", "count_visible",
+    "relu_widths", "piece_bound", "piece_bounds", "grid_count",
     "reference_breakpoints", "reference_count_pieces",
     "width_one_net", "random_net_counts", "resolution_rows", "perturbation_rows",
 ]
@@ -267,6 +268,35 @@ def piece_widths(net: nn.Sequential, interval: Any = (0.0, 1.0)) -> np.ndarray:
     unless a width lies within that relative distance of ``tau``.
     """
     return piece_analysis(net, interval).widths()
+
+
+VISIBLE_FRACTION = Fraction(1, 4)
+"""A piece is *visible* at depth ``L`` if it is at least this fraction of a tooth wide."""
+
+
+def tooth_width(depth: int) -> Fraction:
+    """Width ``2^(1-L)`` of one tooth (one triangle) of the depth-``L`` sawtooth ``g_L`` on
+    ``[0, 1]``; ``g_L`` has ``2^(L-1)`` teeth and ``2^L`` pieces, each half a tooth wide."""
+    L = check_count(depth, "depth")
+    return Fraction(2) ** (1 - L)
+
+
+def visible_width(depth: int) -> float:
+    """The book's one threshold for a *visible* piece at depth ``L``: a quarter of a tooth,
+    ``VISIBLE_FRACTION * 2^(1-L) = 2^(-L) / 2`` (half of one of ``g_L``'s pieces).
+
+    Every chapter that says "visible" counts pieces strictly wider than this (see
+    :func:`count_visible`); narrower pieces are slivers that the eye, a plot or a grid of
+    ``2^L`` samples does not resolve.
+    """
+    return float(VISIBLE_FRACTION * tooth_width(depth))
+
+
+def count_visible(net: nn.Sequential, depth: int, interval: Any = (0.0, 1.0)) -> int:
+    """Number of pieces of ``net`` on ``interval`` wider than :func:`visible_width` ``(depth)``
+    (exact breakpoints, widths from :func:`piece_widths`).  ``g_L`` itself gives ``2^L``."""
+    threshold = visible_width(depth)
+    return int((piece_widths(net, interval) > threshold).sum())
 
 
 def relu_widths(net: nn.Sequential) -> list[int]:
