@@ -38,6 +38,13 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("BOOK_PROGRESS", "0")
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: as many workers as the book build uses (``BOOK_JOBS``, else the cores)."""
+    from lib.bookbuild import build_jobs
+
+    return build_jobs()
+
+
 def is_myst_notebook(path: Path) -> bool:
     """True for a ``.md`` file whose front matter declares a jupytext kernelspec."""
     if path.suffix != ".md":

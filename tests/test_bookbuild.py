@@ -72,3 +72,55 @@ def test_configure_rejects_unknown_profile(tmp_path: Path, monkeypatch: pytest.M
     app = SimpleNamespace(outdir=str(tmp_path / "_build" / "html"))
     with pytest.raises(ValueError, match="BOOK_PROFILE"):
         bookbuild._configure(app, SimpleNamespace(nb_execution_cache_path=""))
+
+
+def test_build_jobs_reads_book_jobs() -> None:
+    assert bookbuild.build_jobs({"BOOK_JOBS": "3"}) == 3
+    assert bookbuild.build_jobs({"BOOK_JOBS": " 1 "}) == 1
+    assert bookbuild.build_jobs({}) >= 1
+    for bad in ("0", "-2", "two", "1.5"):
+        with pytest.raises(ValueError, match="BOOK_JOBS"):
+            bookbuild.build_jobs({"BOOK_JOBS": bad})
+
+
+def test_toc_files_lists_every_page_in_order() -> None:
+    root = Path(__file__).resolve().parents[1]
+    files = bookbuild.toc_files(root)
+    assert files[0].name == "intro.md"
+    assert {"floating-point.md", "trained-vs-constructed.md", "conclusion.md"} <= {f.name for f in files}
+    assert len(files) == len(set(files))
+
+
+_NB = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+# {name}
+```{{code-cell}} ipython3
+x = {value}
+assert x == 1, "planted failure"
+```
+"""
+
+
+def test_prefill_executes_stale_notebooks_in_parallel_and_reports_failures(tmp_path: Path) -> None:
+    from myst_nb.core.config import NbParserConfig
+    from myst_parser.config.main import MdParserConfig
+
+    good, bad = tmp_path / "good.md", tmp_path / "bad.md"
+    good.write_text(_NB.format(name="good", value=1))
+    bad.write_text(_NB.format(name="bad", value=2))
+    nb_config = NbParserConfig(execution_mode="cache", execution_timeout=120,
+                               execution_cache_path=str(tmp_path / "cache"))
+    report = bookbuild.prefill_cache([good, bad], MdParserConfig(), nb_config, jobs=2)
+    assert set(report["executed"]) == {str(good)} and not report["cached"]
+    assert "planted failure" in report["failed"][str(bad)]
+    assert "bad.md" in report["failed"][str(bad)] and "notebook cell 1" in report["failed"][str(bad)]
+    again = bookbuild.prefill_cache([good], MdParserConfig(), nb_config, jobs=2)
+    assert again["cached"] == [str(good)] and not again["executed"]

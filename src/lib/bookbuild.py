@@ -15,6 +15,19 @@ the executed notebooks.  Cache folders of the same profile with another key are 
 
 It also sets ``BOOK_PROGRESS=0`` for the kernels the build starts, so executed pages carry
 no progress bars.  Enabled in ``_config.yml`` under ``sphinx.extra_extensions``.
+
+Parallel execution
+------------------
+myst-nb executes the stale notebooks one after another while Sphinx reads them.  Before it
+does, :func:`prefill_cache` (connected to ``builder-inited``, after myst-nb has set up its
+configuration) reads every notebook of the table of contents with myst-nb's own reader, asks
+the cache which of them have no executed copy (jupyter-cache's own hash of the code cells),
+and executes those in a pool of worker processes, ``BOOK_JOBS`` at a time (default: the
+number of cores; each kernel keeps torch on one thread), putting each executed notebook into
+the cache exactly as myst-nb would.  Sphinx then finds every chapter cached.  ``BOOK_JOBS=1``
+skips the pool and leaves execution to myst-nb (the serial behaviour).  A notebook whose
+cell raises is not cached; the build stops with an error naming the chapter, the cell and
+the traceback (``execute.raise_on_error``), after the other chapters have finished.
 """
 
 from __future__ import annotations
@@ -28,6 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from lib.config import PROGRESS_ENV, get_profile
+
+#: Environment variable: number of chapters executed at once (default: the number of cores).
+JOBS_ENV = "BOOK_JOBS"
 
 #: Distributions whose versions enter the key (a different numpy can change numbers).
 KEYED_DISTRIBUTIONS = ("torch", "numpy", "scipy", "mpmath", "scikit-learn", "matplotlib")
@@ -85,6 +101,136 @@ def prune_stale(current: Path) -> list[Path]:
     return removed
 
 
+def build_jobs(environ: Any = None) -> int:
+    """Worker count for executing chapters: ``BOOK_JOBS`` if set (an integer >= 1), else the
+    number of cores.  A malformed value raises ``ValueError`` naming ``BOOK_JOBS``."""
+    raw = (os.environ if environ is None else environ).get(JOBS_ENV, "").strip()
+    if not raw:
+        return max(os.cpu_count() or 1, 1)
+    try:
+        jobs = int(raw)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise ValueError(f"{JOBS_ENV}={raw!r} must be a whole number >= 1")
+    return jobs
+
+
+def toc_files(root: Path, toc: str = "_toc.yml") -> list[Path]:
+    """The source files of every page in ``root/toc`` (``root`` + ``file`` + its suffix)."""
+    import yaml
+
+    root = Path(root)
+    data = yaml.safe_load((root / toc).read_text(encoding="utf-8"))
+    names: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key in ("root", "file"):
+                if isinstance(node.get(key), str):
+                    names.append(node[key])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(data)
+    out = []
+    for name in dict.fromkeys(names):
+        base = root / name
+        candidates = [base] if base.suffix else [base.with_suffix(s) for s in (".md", ".ipynb")]
+        out += [c for c in candidates if c.is_file()][:1]
+    return out
+
+
+def _execute(source: str, cwd: str, timeout: int | None, allow_errors: bool) -> dict[str, Any]:
+    """Worker: execute one notebook (nbformat JSON) in ``cwd``; return it with its status."""
+    import nbformat
+    from jupyter_cache.executors.utils import single_nb_execution
+
+    notebook = nbformat.reads(source, as_version=4)
+    result = single_nb_execution(notebook, cwd=cwd, timeout=timeout, allow_errors=allow_errors,
+                                 meta_override=True)
+    failed_cell = next((i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"
+                        and any(o.get("output_type") == "error" for o in cell.get("outputs", []))),
+                       None)
+    return {"notebook": nbformat.writes(notebook), "seconds": result.time,
+            "error": None if result.err is None else type(result.err).__name__,
+            "traceback": result.exc_string, "cell": failed_cell}
+
+
+def prefill_cache(paths: list[Path], md_config: Any, nb_config: Any, jobs: int,
+                  log: Any = None) -> dict[str, Any]:
+    """Execute, ``jobs`` at a time, the notebooks among ``paths`` that the execution cache of
+    ``nb_config`` lacks, and cache them as myst-nb does.  Returns ``{"cached": [...],
+    "executed": {path: seconds}, "failed": {path: message}}``."""
+    import nbformat
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+    from myst_nb.core.read import create_nb_reader
+
+    cache = get_cache(nb_config.execution_cache_path)
+    stale, report = [], {"cached": [], "executed": {}, "failed": {}}
+    for path in paths:
+        text = Path(path).read_text(encoding="utf-8")
+        reader = create_nb_reader(str(path), md_config, nb_config, text)
+        if reader is None:
+            continue
+        notebook = reader.read(text)
+        if not notebook.cells or not any(c.cell_type == "code" for c in notebook.cells):
+            continue
+        try:
+            cache.match_cache_notebook(notebook)
+            report["cached"].append(str(path))
+        except KeyError:
+            stale.append((Path(path), notebook))
+    if not stale:
+        return report
+    timeout, allow = nb_config.execution_timeout, nb_config.execution_allow_errors
+    with ProcessPoolExecutor(max_workers=min(jobs, len(stale)), mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_execute, nbformat.writes(nb), str(path.parent), timeout, allow): path
+                   for path, nb in stale}
+        for future, path in futures.items():
+            out = future.result()
+            if out["error"] is None:
+                executed = nbformat.reads(out["notebook"], as_version=4)
+                cache.cache_notebook_bundle(
+                    CacheBundleIn(executed, str(path), data={"execution_seconds": out["seconds"]}),
+                    check_validity=False, overwrite=True)
+                report["executed"][str(path)] = out["seconds"]
+                if log is not None:
+                    log.info(f"[lib.bookbuild] executed {path.name} in {out['seconds']:.1f} s")
+            else:
+                where = "" if out["cell"] is None else f", notebook cell {out['cell']}"
+                report["failed"][str(path)] = (f"executing {path} failed ({out['error']}{where}):\n"
+                                               f"{out['traceback']}")
+    return report
+
+
+def _prefill(app: Any) -> None:
+    from sphinx.errors import ExtensionError
+    from sphinx.util import logging
+
+    log = logging.getLogger(__name__)
+    nb_config = getattr(app.env, "mystnb_config", None)
+    jobs = build_jobs()
+    if jobs <= 1 or nb_config is None or nb_config.execution_mode != "cache":
+        return
+    paths = toc_files(Path(app.srcdir))
+    report = prefill_cache(paths, app.env.myst_config, nb_config, jobs, log)
+    log.info(f"[lib.bookbuild] {len(report['executed'])} chapters executed with {jobs} workers, "
+             f"{len(report['cached'])} cached")
+    if report["failed"]:
+        message = "\n\n".join(report["failed"].values())
+        if nb_config.execution_raise_on_error:
+            raise ExtensionError(message)
+        log.warning(message)
+
+
 def _configure(app: Any, config: Any) -> None:
     from sphinx.util import logging
 
@@ -101,4 +247,6 @@ def _configure(app: Any, config: Any) -> None:
 def setup(app: Any) -> dict[str, Any]:
     # myst-nb reads nb_execution_cache_path at builder-inited, after config-inited.
     app.connect("config-inited", _configure)
+    # After myst-nb's own builder-inited handler (priority 500) has built its configuration.
+    app.connect("builder-inited", _prefill, priority=900)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
