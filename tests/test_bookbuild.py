@@ -1,6 +1,8 @@
 """The execution cache is keyed on the library source, the profile and package versions."""
 
+import os
 import shutil
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -59,9 +61,17 @@ def test_prune_stale_removes_only_same_profile(tmp_path: Path) -> None:
 def test_configure_points_myst_nb_at_keyed_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(config.PROFILE_ENV, raising=False)
     monkeypatch.delenv(config.PROGRESS_ENV, raising=False)
+    monkeypatch.delenv(config.BUILD_ENV, raising=False)
+    monkeypatch.setenv("JUPYTER_PATH", "/elsewhere")
     app = SimpleNamespace(outdir=str(tmp_path / "_build" / "html"))
     cfg = SimpleNamespace(nb_execution_cache_path="")
     bookbuild._configure(app, cfg)
+    assert config.in_book_build()  # figures glued only, placed by {glue:figure}
+    own = Path(sys.prefix) / "share" / "jupyter"
+    assert os.environ["JUPYTER_PATH"].split(os.pathsep) == [str(own), "/elsewhere"]
+    from jupyter_client.kernelspec import KernelSpecManager
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    assert Path(spec.resource_dir).resolve().is_relative_to(Path(sys.prefix).resolve())
     expected = tmp_path / "_build" / ".jupyter_cache" / f"quick-{bookbuild.library_key()}"
     assert Path(cfg.nb_execution_cache_path) == expected.resolve()
     assert not config.progress_enabled()  # kernels started by the build show no bars

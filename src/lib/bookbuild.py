@@ -14,7 +14,8 @@ Sphinx re-reads every page, since the config value changed); an unchanged one re
 the executed notebooks.  Cache folders of the same profile with another key are deleted.
 
 It also sets ``BOOK_PROGRESS=0`` for the kernels the build starts, so executed pages carry
-no progress bars.  Enabled in ``_config.yml`` under ``sphinx.extra_extensions``.
+no progress bars, and ``BOOK_BUILD=1``, so figures are glued for their ``{glue:figure}``
+only (:func:`lib.plotting.glue_figure` shows them inline everywhere else).  Enabled in ``_config.yml`` under ``sphinx.extra_extensions``.
 
 Parallel execution
 ------------------
@@ -37,16 +38,18 @@ import importlib.metadata as metadata
 import os
 import platform
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
-from lib.config import PROGRESS_ENV, get_profile
+from lib.config import BUILD_ENV, PROGRESS_ENV, get_profile
 
 #: Environment variable: number of chapters executed at once (default: the number of cores).
 JOBS_ENV = "BOOK_JOBS"
 
 #: Distributions whose versions enter the key (a different numpy can change numbers).
-KEYED_DISTRIBUTIONS = ("torch", "numpy", "scipy", "mpmath", "scikit-learn", "matplotlib")
+KEYED_DISTRIBUTIONS = ("torch", "numpy", "scipy", "mpmath", "scikit-learn", "matplotlib", "pandas",
+                       "myst-nb", "ipykernel")
 CACHE_DIRNAME = ".jupyter_cache"
 
 
@@ -241,6 +244,12 @@ def _configure(app: Any, config: Any) -> None:
         log.info(f"[lib.bookbuild] removed stale execution cache {stale}")
     config.nb_execution_cache_path = str(path)
     os.environ[PROGRESS_ENV] = "0"
+    os.environ[BUILD_ENV] = "1"
+    # The kernels run in this environment: its own kernelspec directory comes first, before a
+    # user's or the system's ``python3`` that may point at another Python.
+    own = str(Path(sys.prefix) / "share" / "jupyter")
+    paths = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p and p != own]
+    os.environ["JUPYTER_PATH"] = os.pathsep.join([own, *paths])
     log.info(f"[lib.bookbuild] execution cache keyed on lib + profile: {path}")
 
 

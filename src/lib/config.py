@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 PROFILE_ENV = "BOOK_PROFILE"
 PROGRESS_ENV = "BOOK_PROGRESS"
+#: Set to ``1`` by the book build (``lib.bookbuild``) for the kernels it starts.
+BUILD_ENV = "BOOK_BUILD"
 PROFILES: tuple[str, ...] = ("quick", "paper")
 DEFAULT_PROFILE = "quick"
 
@@ -67,6 +69,13 @@ def default_device() -> Any:
     if is_paper() and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+def in_book_build() -> bool:
+    """True inside a kernel started by the book build (``BOOK_BUILD=1``): figures are then
+    glued for ``{glue:figure}`` only; anywhere else (JupyterLab, Binder, nbclient, nbval)
+    they are also shown inline."""
+    return os.environ.get(BUILD_ENV, "").strip() == "1"
 
 
 def progress_enabled() -> bool:

@@ -22,6 +22,8 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from lib.config import in_book_build
+
 #: Okabe-Ito colours, in the order series are drawn.
 COLORS: tuple[str, ...] = (
     "#0072B2",  # blue
@@ -144,7 +146,11 @@ def reference_line(
 def glue_figure(name: str, fig: Figure) -> None:
     """Glue ``fig`` under ``name`` for a ``{glue:figure}`` directive, then close it.
 
-    Closing keeps the figure from being displayed a second time at the end of the cell.
+    In the book build (:func:`lib.config.in_book_build`) the figure is glued without being
+    displayed, so the HTML shows it once, where its ``{glue:figure}`` stands.  Anywhere else
+    (a chapter run in JupyterLab, on Binder, by nbclient) it is also displayed inline, as an
+    ``image/png`` output of the cell.  Closing keeps it from being displayed a second time at
+    the end of the cell.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
@@ -152,7 +158,7 @@ def glue_figure(name: str, fig: Figure) -> None:
         raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
     from myst_nb import glue
 
-    glue(name, fig, display=False)
+    glue(name, fig, display=not in_book_build())
     plt.close(fig)
 
 
