@@ -134,3 +134,20 @@ def test_prefill_executes_stale_notebooks_in_parallel_and_reports_failures(tmp_p
     assert "bad.md" in report["failed"][str(bad)] and "notebook cell 1" in report["failed"][str(bad)]
     again = bookbuild.prefill_cache([good], MdParserConfig(), nb_config, jobs=2)
     assert again["cached"] == [str(good)] and not again["executed"]
+
+
+def test_reachable_inventories_keeps_only_answering_servers(tmp_path: Path) -> None:
+    import http.server
+    import threading
+    from functools import partial
+
+    (tmp_path / "objects.inv").write_bytes(b"# Sphinx inventory version 2\n")
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        got = bookbuild.reachable_inventories({"here": url, "gone": "http://127.0.0.1:9"}, timeout=2)
+    finally:
+        server.shutdown()
+    assert got == {"here": (url, None)}

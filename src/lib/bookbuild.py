@@ -234,6 +234,31 @@ def _prefill(app: Any) -> None:
         log.warning(message)
 
 
+#: Inventories for the API reference's links, used when reachable at build time.
+INTERSPHINX = {
+    "python": "https://docs.python.org/3",
+    "numpy": "https://numpy.org/doc/stable",
+    "scipy": "https://docs.scipy.org/doc/scipy",
+    "torch": "https://docs.pytorch.org/docs/stable",
+}
+
+
+def reachable_inventories(targets: Any = None, timeout: float = 3.0) -> dict[str, tuple[str, None]]:
+    """The entries of ``targets`` (default :data:`INTERSPHINX`) whose ``objects.inv`` answers
+    within ``timeout`` seconds, as an ``intersphinx_mapping``; offline, ``{}``."""
+    from urllib.request import urlopen
+
+    out = {}
+    for name, url in (INTERSPHINX if targets is None else targets).items():
+        try:
+            with urlopen(f"{url}/objects.inv", timeout=timeout) as response:  # noqa: S310
+                if response.status == 200:
+                    out[name] = (url, None)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 def _configure(app: Any, config: Any) -> None:
     from sphinx.util import logging
 
@@ -251,6 +276,9 @@ def _configure(app: Any, config: Any) -> None:
     paths = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p and p != own]
     os.environ["JUPYTER_PATH"] = os.pathsep.join([own, *paths])
     log.info(f"[lib.bookbuild] execution cache keyed on lib + profile: {path}")
+    if hasattr(config, "intersphinx_mapping") and not config.intersphinx_mapping:
+        config.intersphinx_mapping = reachable_inventories()
+        log.info(f"[lib.bookbuild] intersphinx: {sorted(config.intersphinx_mapping) or 'offline'}")
 
 
 def setup(app: Any) -> dict[str, Any]:
