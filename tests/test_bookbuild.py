@@ -49,13 +49,33 @@ def test_key_rejects_missing_root(tmp_path: Path) -> None:
         bookbuild.library_key(tmp_path / "nope", "quick")
 
 
+A, B, C = "a" * 16, "b" * 16, "c" * 16
+
+
 def test_prune_stale_removes_only_same_profile(tmp_path: Path) -> None:
     cache = tmp_path / ".jupyter_cache"
-    for name in ("quick-aaaa", "quick-bbbb", "paper-cccc"):
+    for name in (f"quick-{A}", f"quick-{B}", f"paper-{C}", "quick-notes", "quick-aaaa"):
         (cache / name).mkdir(parents=True)
-    removed = bookbuild.prune_stale(cache / "quick-bbbb")
-    assert [p.name for p in removed] == ["quick-aaaa"]
-    assert sorted(p.name for p in cache.iterdir()) == ["paper-cccc", "quick-bbbb"]
+    removed = bookbuild.prune_stale(cache / f"quick-{B}")
+    assert [p.name for p in removed] == [f"quick-{A}"]
+    assert sorted(p.name for p in cache.iterdir()) == [f"paper-{C}", "quick-aaaa", f"quick-{B}", "quick-notes"]
+
+
+def test_prune_stale_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    for name in ("my-thesis", "my-data", f"quick-{A}"):
+        (tmp_path / name).mkdir()
+    for current in (tmp_path / "my-thesis", tmp_path / f"quick-{A}", tmp_path / ".jupyter_cache" / "my-x"):
+        with pytest.raises(ValueError, match="current"):
+            bookbuild.prune_stale(current)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my-data", "my-thesis", f"quick-{A}"]
+
+
+def test_cache_path_refuses_odd_profile_or_key(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="profile"):
+        bookbuild.cache_path(tmp_path, "../../etc", A)
+    with pytest.raises(ValueError, match="key"):
+        bookbuild.cache_path(tmp_path, "quick", "../x")
+    assert bookbuild.cache_path(tmp_path, "paper", A).name == f"paper-{A}"
 
 
 def test_configure_points_myst_nb_at_keyed_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

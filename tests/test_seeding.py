@@ -87,3 +87,12 @@ def test_threads_left_alone_under_paper(monkeypatch: pytest.MonkeyPatch) -> None
 def test_bad_thread_count_raises(bad: object) -> None:
     with pytest.raises(ValueError, match="threads"):
         seeding.seed_everything(0, threads=bad)  # type: ignore[arg-type]
+
+
+def test_threads_at_most_the_cores() -> None:
+    import os
+
+    with pytest.raises(ValueError, match="threads"):
+        seeding.seed_everything(0, threads=10**6)
+    with pytest.raises(ValueError, match="threads"):
+        seeding.seed_everything(0, threads=(os.cpu_count() or 1) + 1)

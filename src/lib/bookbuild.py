@@ -84,21 +84,47 @@ def library_key(root: Path | None = None, profile: str | None = None) -> str:
     return digest.hexdigest()[:16]
 
 
+def _check_profile_key(profile: str, key: str) -> None:
+    from lib.config import PROFILES
+
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    if not (isinstance(key, str) and len(key) == 16 and all(c in "0123456789abcdef" for c in key)):
+        raise ValueError(f"key must be 16 lower-case hex digits (library_key), got {key!r}")
+
+
 def cache_path(build_dir: Path, profile: str | None = None, key: str | None = None) -> Path:
-    """``<build_dir>/.jupyter_cache/<profile>-<key>``."""
+    """``<build_dir>/.jupyter_cache/<profile>-<key>``; ``profile`` must be a known run profile
+    and ``key`` a :func:`library_key` (16 hex digits), else ``ValueError``."""
     profile = get_profile() if profile is None else profile
     key = library_key(profile=profile) if key is None else key
+    _check_profile_key(profile, key)
     return Path(build_dir) / CACHE_DIRNAME / f"{profile}-{key}"
 
 
+def _is_cache_folder(path: Path) -> bool:
+    profile, _, key = path.name.partition("-")
+    try:
+        _check_profile_key(profile, key)
+    except ValueError:
+        return False
+    return path.parent.name == CACHE_DIRNAME
+
+
 def prune_stale(current: Path) -> list[Path]:
-    """Delete sibling cache folders of the same profile with another key; return them."""
+    """Delete the sibling cache folders of ``current`` made by this module for the same
+    profile with another key; return them.  Only folders inside a ``.jupyter_cache`` folder
+    named ``<profile>-<16 hex digits>`` are ever touched: a ``current`` that is not such a
+    folder raises ``ValueError``, and any other sibling is left alone."""
     current = Path(current)
+    if not _is_cache_folder(current):
+        raise ValueError(f"current must be a cache folder {CACHE_DIRNAME}/<profile>-<key>, got {current}")
     parent, profile = current.parent, current.name.split("-", 1)[0]
     removed = []
     if parent.is_dir():
         for other in parent.iterdir():
-            if other.is_dir() and other != current and other.name.startswith(f"{profile}-"):
+            if (other.is_dir() and not other.is_symlink() and other != current
+                    and _is_cache_folder(other) and other.name.startswith(f"{profile}-")):
                 shutil.rmtree(other)
                 removed.append(other)
     return removed

@@ -36,7 +36,9 @@ def seed_everything(seed: int, deterministic: bool = True, threads: int | None =
     raised by torch if an operation has no deterministic implementation) and set the
     cuBLAS workspace variable that CUDA needs for that.
 
-    ``threads`` sets torch's number of CPU threads.  The default ``None`` means one thread
+    ``threads`` sets torch's number of CPU threads, at most the number of cores
+    (``os.cpu_count()``; more would only oversubscribe, and torch crashes for absurd counts,
+    so a larger value raises ``ValueError``).  The default ``None`` means one thread
     under the ``quick`` profile and torch's default under ``paper``: the book's CPU work is
     many small operations, for which one thread is fastest and free of OpenMP contention on
     a busy 2-core machine, and the thread count can change the order (hence the last bits)
@@ -48,6 +50,9 @@ def seed_everything(seed: int, deterministic: bool = True, threads: int | None =
         raise TypeError(f"deterministic must be a bool, got {type(deterministic).__name__}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    cores = os.cpu_count() or 1
+    if threads is not None and threads > cores:
+        raise ValueError(f"threads must be at most the number of cores ({cores}), got {threads}")
     if threads is None and not is_paper():
         threads = 1
     if threads is not None:
