@@ -140,3 +140,170 @@ def test_gd_near_summary_and_stall() -> None:
         fpstudy.run_summary(plain, base)
     with pytest.raises(ValueError, match="lam"):
         fpstudy.stall_summary(base, base, frozen, moving, x, y, -1.0, torch.float32, 5)
+
+
+# ------------------------------------------------------------------ Karner et al.'s study (batched GD)
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as hs  # noqa: E402
+
+from lib import hessian  # noqa: E402
+
+
+def _he(depth, width, seeds):
+    return [nets.random_relu_net([width] * depth, init="he", seed=s) for s in range(seeds)]
+
+
+def _square(n=24):
+    x = torch.linspace(0, 1, n, dtype=torch.float64).reshape(-1, 1)
+    return x, x**2
+
+
+def test_stacked_lambda_max_matches_lanczos() -> None:
+    x, y = _square()
+    start = _he(3, 4, 3)
+    lam = fpstudy.stacked_lambda_max(start, x, y)
+    want = [float(hessian.eigenvalues(net, nets.mse, x, y)[0]) for net in start]
+    assert np.allclose(lam, want, rtol=1e-6)
+
+
+def test_representable_step() -> None:
+    for lam in (0.3, 1.0, 7.5, 1000.0):
+        lr = fpstudy.representable_step(lam)
+        assert 1 / (2 * lam) < lr <= 1 / lam and np.log2(lr) == int(np.log2(lr))
+        for d in fp.SUPPORTED_DTYPES:
+            assert torch.tensor(lr, dtype=d).item() == lr
+    with pytest.raises(ValueError, match="lam"):
+        fpstudy.representable_step(0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_gd_stacked_matches_train_gd(dtype) -> None:
+    x, y = _square()
+    start = _he(3, 4, 3)
+    lrs = [0.125, 0.0625, 0.25]
+    run = fpstudy.gd_stacked(start, x, y, lrs, steps=5, dtype=dtype, record_every=2)
+    assert run.steps.tolist() == [0, 2, 4, 5] and run.loss.shape == (3, 4)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for net, trained, lr, loss in zip(start, run.nets, lrs, run.loss):
+        ref = train.gd(net, nets.mse, x, y, lr=lr, steps=5, dtype=dtype, record_every=2)
+        assert trained[0].weight.dtype == dtype
+        for p, q in zip(trained.parameters(), ref.model.parameters()):
+            assert torch.allclose(p, q, rtol=tol, atol=tol)
+        assert np.allclose(loss, ref.history["loss"], rtol=tol)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=hs.integers(0, 1000), k=hs.integers(1, 3))
+def test_gd_stacked_networks_do_not_interact(seed, k) -> None:
+    """Each network of the stack follows its own GD: training it alone gives the same result."""
+    x, y = _square(16)
+    start = [nets.random_relu_net([3, 3], init="he", seed=seed + i) for i in range(3)]
+    both = fpstudy.gd_stacked(start, x, y, [0.125] * 3, steps=k, dtype=torch.float64, record_every=1)
+    alone = fpstudy.gd_stacked(start[1:2], x, y, [0.125], steps=k, dtype=torch.float64, record_every=1)
+    for p, q in zip(both.nets[1].parameters(), alone.nets[0].parameters()):
+        assert torch.allclose(p, q, rtol=1e-13, atol=1e-15)
+
+
+def test_gd_stacked_low_precision_and_updates() -> None:
+    x, y = _square()
+    start = _he(2, 3, 2)
+    run = fpstudy.gd_stacked(start, x, y, [2.0**-3, 2.0**-4], steps=3, dtype=torch.bfloat16, record_every=1)
+    assert all(p.dtype == torch.bfloat16 for net in run.nets for p in net.parameters())
+    assert [u.dtype for u in run.next_update[0]] == [torch.float64] * 6
+    hidden = torch.cat([u.abs().reshape(-1) for u in run.next_update[0][1:-2:2]])
+    nz = hidden[hidden > 0]
+    assert run.moving[0, -1] == nz.numel()
+    if nz.numel():
+        assert run.recip[0, -1] == pytest.approx(float((1 / nz).mean()), rel=1e-12)
+
+
+def test_gd_stacked_rejects_bad_input() -> None:
+    x, y = _square()
+    start = _he(2, 3, 2)
+    kw = {"steps": 2, "dtype": torch.float16, "record_every": 1}
+    with pytest.raises(ValueError, match="lrs"):
+        fpstudy.gd_stacked(start, x, y, [0.1, 0.125], **kw)          # 0.1 is not a float16
+    with pytest.raises(ValueError, match="lrs"):
+        fpstudy.gd_stacked(start, x, y, [0.125], **kw)
+    with pytest.raises(ValueError, match="lrs"):
+        fpstudy.gd_stacked(start, x, y, [-0.125, 0.125], **kw)
+    with pytest.raises((TypeError, ValueError), match="dtype"):
+        fpstudy.gd_stacked(start, x, y, [0.125, 0.125], steps=2, dtype=torch.int32, record_every=1)
+    with pytest.raises(ValueError, match="steps"):
+        fpstudy.gd_stacked(start, x, y, [0.125, 0.125], steps=0, dtype=torch.float32, record_every=1)
+    with pytest.raises(ValueError, match="nets_list"):
+        fpstudy.gd_stacked([], x, y, [], **kw)
+    with pytest.raises(ValueError, match="architecture"):
+        fpstudy.gd_stacked([start[0], _he(3, 3, 1)[0]], x, y, [0.125, 0.125], **kw)
+    with pytest.raises(TypeError, match="Tanh"):
+        fpstudy.gd_stacked([nets.mlp([1, 3, 1], "tanh")], x, y, [0.125], **kw)
+    with pytest.raises(ValueError, match="shape"):
+        fpstudy.gd_stacked(start, x.flatten(), y.flatten(), [0.125, 0.125], **kw)
+
+
+def test_step_bound_scales_like_one_over_s_and_counts_exactly() -> None:
+    x, y = _square()
+    run = fpstudy.gd_stacked(_he(3, 6, 1), x, y, [2.0**-4], steps=5, dtype=torch.float64, record_every=5)
+    net, update = run.nets[0], run.next_update[0]
+    grid = torch.linspace(0, 1, 1025, dtype=torch.float64).reshape(-1, 1)
+    a = fpstudy.step_bound(net, update, 1e-6, grid)
+    b = fpstudy.step_bound(net, update, 1e-3, grid)
+    assert a["bound"] * 1e-6 == pytest.approx(b["bound"] * 1e-3, rel=1e-4)
+    counts, base = fpstudy.noise_scale_counts(net, update, [0.0, 1e-9], 2)
+    assert counts.shape == (2, 2) and (counts[0] == base).all()
+    assert a["breakpoints"] == base                                  # tiny noise: the same count
+    with pytest.raises(ValueError, match="s"):
+        fpstudy.step_bound(net, update, 0.0, grid)
+    with pytest.raises(ValueError, match="grid"):
+        fpstudy.step_bound(net, update, 0.5, grid.flatten())
+    with pytest.raises(ValueError, match="update"):
+        fpstudy.step_bound(net, update[:-1], 0.5, grid)
+    with pytest.raises(ValueError, match="levels"):
+        fpstudy.noise_scale_counts(net, update, [2.0], 1)
+    with pytest.raises(ValueError, match="draws"):
+        fpstudy.noise_scale_counts(net, update, [0.5], 0)
+
+
+def test_is_dead() -> None:
+    assert not fpstudy.is_dead(st.sawtooth_net(3))
+    net = nets.random_relu_net([3, 3], init="he", seed=0)
+    with torch.no_grad():
+        net[2].weight.zero_()
+        net[2].bias.fill_(-1.0)                                       # second hidden layer dead
+    assert fpstudy.is_dead(net)
+    line = torch.nn.Sequential(torch.nn.Linear(1, 1, dtype=torch.float64), torch.nn.ReLU(),
+                               torch.nn.Linear(1, 1, dtype=torch.float64))
+    with torch.no_grad():
+        line[0].weight.fill_(1.0)
+        line[0].bias.fill_(1.0)
+    assert not fpstudy.is_dead(line)                                  # one piece, not constant
+    with pytest.raises(TypeError, match="net"):
+        fpstudy.is_dead(torch.nn.Linear(1, 1))
+
+
+def test_init_bias_updates_match_bias_updates() -> None:
+    x, y = _square()
+    got = fpstudy.init_bias_updates(3, 4, 2, x, y)
+    assert got.shape == (2, 3, 4)
+    net = nets.random_relu_net([4] * 3, init="he", seed=1)
+    lam = float(fpstudy.stacked_lambda_max([net], x, y)[0])
+    assert np.allclose(got[1].reshape(-1), fpstudy.bias_updates(net, x, y, lam).numpy(), rtol=1e-8, atol=1e-15)
+    with pytest.raises(ValueError, match="width"):
+        fpstudy.init_bias_updates(3, 0, 2, x, y)
+
+
+def test_he_precision_grid_rows() -> None:
+    x, y = _square()
+    grid = torch.linspace(0, 1, 257, dtype=torch.float64).reshape(-1, 1)
+    rows, runs = fpstudy.he_precision_grid([2], [3, 4], 2, x, y, [torch.float32, torch.float64],
+                                           steps=4, record_every=2, grid=grid)
+    assert len(rows) == 2 * 2 * 2 and set(runs) == {(2, w, f) for w in (3, 4) for f in ("float32", "float64")}
+    for r in rows:
+        assert r["pieces"] == pieces.count_pieces(runs[(2, r["width"], r["format"])].nets[r["seed"]])
+        assert r["dead"] == (r["pieces"] == 1 and fpstudy.is_dead(runs[(2, r["width"], r["format"])].nets[r["seed"]]))
+        assert r["step bound"] >= 0 and r["step breakpoints"] >= 0
+    with pytest.raises(ValueError, match="depths"):
+        fpstudy.he_precision_grid([0], [3], 1, x, y, [torch.float32], steps=1, record_every=1, grid=grid)
+    with pytest.raises((TypeError, ValueError), match="dtypes"):
+        fpstudy.he_precision_grid([2], [3], 1, x, y, ["float8"], steps=1, record_every=1, grid=grid)
+

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from lib import fp, nets, pieces, train
+from lib import fp, hessian, nets, pieces, train
 from lib import sawtooth as st
-from lib.exact import check_count, check_dtype
+from lib.exact import check_count, check_dtype, check_positive, linear_relu_layers
 
 __all__ = ["half_crossings", "perturbation_sweep", "perturbed_mse", "absorption", "bias_updates",
+           "StackedRun", "stacked_lambda_max", "representable_step", "gd_stacked", "step_bound",
+           "noise_scale_counts", "is_dead", "he_precision_grid",
            "one_step_bound",
            "perturbed_start", "gd_near", "run_summary", "stall_summary"]
 
@@ -246,3 +249,299 @@ def stall_summary(base: nn.Sequential, start: nn.Sequential, frozen: train.GDRun
             "eps = 1e-2: final parameters, float64 loss": loss64,
             "eps = 1e-2: last steps with a constant loss":
                 int(np.sum(np.cumprod((losses[::-1][1:] == losses[-1])))) * record_every}
+
+
+# --------------------------------------------------------------------------- Karner et al.'s study
+# He networks trained in each format, many seeds at once: the parameters of S networks of one
+# architecture are stacked (weights (S, out, in), biases (S, out)) and trained by one batched
+# loop whose loss is the sum of the S mean squared errors, so that every network receives
+# exactly its own gradient (the other terms do not depend on its parameters).
+
+@dataclass
+class StackedRun:
+    """Result of :func:`gd_stacked` for ``S`` networks of one architecture.
+
+    ``nets``: the trained networks (``nn.Sequential``, in the training format); ``steps`` and
+    ``loss`` (shape ``(S, len(steps))``): the losses at the recorded steps; ``recip`` (same
+    shape): the network-wide mean of ``1/|Delta_j|`` over the non-zero hidden-bias updates
+    of the step taken there (``inf`` where all are zero); ``moving``: how many hidden-bias
+    updates were non-zero; ``next_update``: the update ``eta * grad`` (computed in the format,
+    not applied) at the final parameters, per network a list of float64 tensors in the order
+    of ``net.parameters()``; ``lrs``: the step sizes.
+    """
+
+    nets: list[nn.Sequential]
+    steps: np.ndarray
+    loss: np.ndarray
+    recip: np.ndarray
+    moving: np.ndarray
+    next_update: list[list[torch.Tensor]]
+    lrs: list[float]
+
+
+def _check_stack(nets_list: Any) -> list[nn.Sequential]:
+    if not isinstance(nets_list, (list, tuple)) or not nets_list:
+        raise ValueError("nets_list must be a non-empty list of Linear/ReLU networks")
+    shapes = None
+    for i, net in enumerate(nets_list):
+        layers = linear_relu_layers(net, scalar_io=True)
+        kinds = [type(m).__name__ for m in layers]
+        if any(a == b for a, b in zip(kinds, kinds[1:])):
+            raise ValueError(f"nets_list[{i}] must alternate nn.Linear and nn.ReLU layers")
+        sh = [tuple(p.shape) for p in net.parameters()]
+        if shapes is not None and sh != shapes:
+            raise ValueError(f"nets_list[{i}] has another architecture than nets_list[0]")
+        shapes = sh
+    return list(nets_list)
+
+
+def _stack(nets_list: Sequence[nn.Sequential], dtype: torch.dtype) -> list[torch.Tensor]:
+    """[W_1, b_1, W_2, b_2, ...] of all networks, stacked along a first axis, in ``dtype``
+    (converted by torch from the networks' own format), as leaves that require gradients."""
+    per_net = [list(net.parameters()) for net in nets_list]
+    return [torch.stack([p[k].detach() for p in per_net]).to(dtype).requires_grad_(True)
+            for k in range(len(per_net[0]))]
+
+
+def _stacked_forward(params: Sequence[torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
+    """Pre-activations of every layer of the stacked networks at ``x`` (shape ``(n, 1)``):
+    a list of tensors of shape ``(S, n, width)``, the last one the outputs."""
+    z = x.unsqueeze(0).expand(params[0].shape[0], -1, -1)
+    pre = []
+    for k in range(0, len(params), 2):
+        if k:
+            z = torch.relu(z)
+        z = torch.baddbmm(params[k + 1].unsqueeze(1), z, params[k].transpose(1, 2))
+        pre.append(z)
+    return pre
+
+
+def _stacked_loss(params: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The mean squared error of every stacked network, shape ``(S,)``."""
+    out = _stacked_forward(params, x)[-1]
+    return ((out - y.unsqueeze(0)) ** 2).mean(dim=(1, 2))
+
+
+def stacked_lambda_max(nets_list: Sequence[nn.Sequential], x: torch.Tensor,
+                       y: torch.Tensor) -> np.ndarray:
+    """Top Hessian eigenvalue ``lambda_max`` of the mean squared error of each network of
+    ``nets_list`` at the data ``x``, ``y`` (shape ``(n, 1)``), in float64, by Lanczos
+    (:func:`lib.hessian.eigenvalues`): shape ``(S,)``."""
+    nets_list = _check_stack(nets_list)
+    x64, y64 = x.to(torch.float64), y.to(torch.float64)
+    return np.array([float(hessian.eigenvalues(fp.to_format(net, torch.float64), nets.mse, x64, y64)[0])
+                     for net in nets_list])
+
+
+def representable_step(lam: float) -> float:
+    """The step size ``2^floor(log2(1/lam))`` in ``(1/(2 lam), 1/lam]``: a power of two, so
+    exact in every format of :data:`lib.fp.SUPPORTED_DTYPES` while it is at least ``2^-24``."""
+    lam = check_positive(lam, "lam")
+    return 2.0 ** math.floor(math.log2(1.0 / lam))
+
+
+def _mean_recip(bias_updates: Sequence[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+    a = torch.cat([u.detach().to(torch.float64).abs() for u in bias_updates], dim=1)   # (S, neurons)
+    nz = a > 0
+    recip = torch.where(nz, 1 / torch.where(nz, a, torch.ones_like(a)), torch.zeros_like(a)).sum(dim=1)
+    count = nz.sum(dim=1)
+    mean = torch.where(count > 0, recip / count.clamp(min=1), torch.full_like(recip, math.inf))
+    return mean.numpy(), count.numpy()
+
+
+def gd_stacked(nets_list: Sequence[nn.Sequential], x: torch.Tensor, y: torch.Tensor,
+               lrs: Sequence[float], *, steps: int, dtype: Any, record_every: int) -> StackedRun:
+    """Full-batch GD on the mean squared error, computed in ``dtype`` (parameters, data,
+    forward, backward and update), for ``S`` networks of one Linear/ReLU architecture at once.
+
+    ``x``, ``y``: data of shape ``(n, 1)``, rounded to ``dtype`` by torch; ``lrs``: one step size
+    per network, each exactly representable in ``dtype`` (e.g. :func:`representable_step`).
+    Each network follows ``theta - fl(eta * g)`` with its own gradient ``g`` (the batched loss
+    is the sum of the ``S`` losses).  Records every ``record_every`` steps and at the end.
+    """
+    nets_list = _check_stack(nets_list)
+    dtype = check_dtype(dtype)
+    steps = check_count(steps, "steps")
+    record_every = check_count(record_every, "record_every")
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError("x and y must be torch tensors")
+    if x.ndim != 2 or x.shape[1] != 1 or y.shape != x.shape:
+        raise ValueError(f"x and y must have shape (n, 1), got {tuple(x.shape)} and {tuple(y.shape)}")
+    if len(lrs) != len(nets_list):
+        raise ValueError(f"lrs must give one step size per network ({len(nets_list)}), got {len(lrs)}")
+    lrs = [check_positive(lr, f"lrs[{i}]") for i, lr in enumerate(lrs)]
+    lr_t = torch.tensor(lrs, dtype=dtype)
+    for i, (lr, stored) in enumerate(zip(lrs, lr_t.tolist())):
+        if stored != lr:
+            raise ValueError(f"lrs[{i}] = {lr!r} is not representable in {fp.format_name(dtype)}")
+    params = _stack(nets_list, dtype)
+    xd, yd = x.to(dtype), y.to(dtype)
+    shape = [lr_t.reshape(-1, *([1] * (p.ndim - 1))) for p in params]
+    rec: dict[str, list] = {"steps": [], "loss": [], "recip": [], "moving": []}
+    for step in range(steps + 1):
+        loss = _stacked_loss(params, xd, yd)
+        grads = torch.autograd.grad(loss.sum(), params)
+        with torch.no_grad():
+            updates = [s * g for s, g in zip(shape, grads)]
+            if step % record_every == 0 or step == steps:
+                recip, moving = _mean_recip(updates[1:-2:2])
+                rec["steps"].append(step)
+                rec["loss"].append(loss.detach().to(torch.float64).numpy())
+                rec["recip"].append(recip)
+                rec["moving"].append(moving)
+            if step == steps:
+                break
+            for p, u in zip(params, updates):
+                p.sub_(u)
+    trained = []
+    for i, net in enumerate(nets_list):
+        copy_ = fp.to_format(net, dtype)
+        with torch.no_grad():
+            for q, p in zip(copy_.parameters(), params):
+                q.copy_(p[i])
+        trained.append(copy_)
+    nxt = [[u[i].to(torch.float64) for u in updates] for i in range(len(nets_list))]
+    return StackedRun(trained, np.array(rec["steps"]), np.stack(rec["loss"], axis=1),
+                      np.stack(rec["recip"], axis=1), np.stack(rec["moving"], axis=1), nxt, lrs)
+
+
+def _perturbed_step(net: nn.Sequential, update: Sequence[torch.Tensor], s: float,
+                    gen: torch.Generator | None) -> nn.Sequential:
+    """``net`` (in float64) after the step ``theta - update`` with the hidden-bias updates
+    ``Delta_j`` multiplied by ``1 + delta_j``, ``delta_j ~ U[-s, s]`` (exact arithmetic up to
+    float64; the output bias is not perturbed: it adds no breakpoint)."""
+    stepped = fp.to_format(net, torch.float64)
+    params = list(stepped.parameters())
+    if len(update) != len(params) or any(u.shape != p.shape for u, p in zip(update, params)):
+        raise ValueError("update must hold one tensor per parameter of net, of the same shapes")
+    with torch.no_grad():
+        for k, (p, u) in enumerate(zip(params, update)):
+            u = u.to(torch.float64)
+            if k % 2 == 1 and k < len(params) - 1 and s > 0:
+                u = u * (1 + (torch.rand(u.shape, generator=gen, dtype=torch.float64) * 2 - 1) * s)
+            p.sub_(u)
+    return stepped
+
+
+def step_bound(net: nn.Sequential, update: Sequence[torch.Tensor], s: float, grid: torch.Tensor,
+               seed: int = 0) -> dict[str, Any]:
+    """The one-step bound of the chapter's proposition against the count it bounds.
+
+    ``update``: the GD update of every parameter of ``net`` (e.g. ``StackedRun.next_update``);
+    the step ``theta - update`` is taken in float64 with noise of level ``s`` in ``(0, 1]`` on
+    the hidden-bias updates (one draw from ``seed``).  Returns the bound
+    ``sum_j V(h_j) / (2 s |Delta_j|)`` over the hidden neurons with ``Delta_j != 0`` (total
+    variation of their pre-activations after the step on the sorted ``grid``, shape ``(m, 1)``,
+    which can only underestimate it), the exact number of breakpoints of the stepped network
+    on [0, 1], ``N'`` and the number of neurons with ``Delta_j = 0`` whose pre-activation
+    changes sign on the grid (outside the proposition's hypothesis).
+    """
+    linear_relu_layers(net, scalar_io=True)
+    if not isinstance(s, (int, float)) or isinstance(s, bool) or not 0 < s <= 1:
+        raise ValueError(f"s (noise level) must lie in (0, 1], got {s!r}")
+    if not isinstance(grid, torch.Tensor) or grid.ndim != 2 or grid.shape[1] != 1:
+        raise ValueError("grid must be a tensor of shape (m, 1)")
+    stepped = _perturbed_step(net, update, float(s), torch.Generator().manual_seed(int(seed)))
+    params = [p.detach().unsqueeze(0) for p in stepped.parameters()]
+    with torch.no_grad():
+        pre = torch.cat(_stacked_forward(params, grid.to(torch.float64))[:-1], dim=2)[0]
+    delta = torch.cat([u.to(torch.float64).reshape(-1) for u in update[1:-2:2]])
+    moving = delta != 0
+    variation = pre.diff(dim=0).abs().sum(dim=0)
+    return {"bound": float((variation[moving] / (2 * s * delta[moving].abs())).sum()),
+            "breakpoints": pieces.count_pieces(stepped) - 1, "N'": int(moving.sum()),
+            "outside hypothesis": int((~moving & (pre > 0).any(dim=0) & (pre < 0).any(dim=0)).sum())}
+
+
+def noise_scale_counts(net: nn.Sequential, update: Sequence[torch.Tensor], levels: Sequence[float],
+                       draws: int, seed: int = 0) -> tuple[np.ndarray, int]:
+    """Exact breakpoint counts on [0, 1] of ``net`` after one perturbed step ``theta - update``
+    (float64; hidden-bias updates times ``1 + delta``, ``delta ~ U[-s, s]``) for each noise
+    level ``s`` of ``levels`` and ``draws`` draws each (from ``seed``): shape
+    ``(len(levels), draws)``; and the count after the unperturbed step (``s = 0``)."""
+    levels = _check_levels(levels, "levels")
+    if any(s > 1 for s in levels):
+        raise ValueError(f"levels must lie in [0, 1], got {levels!r}")
+    draws = check_count(draws, "draws")
+    linear_relu_layers(net, scalar_io=True)
+    gen = torch.Generator().manual_seed(int(seed))
+    counts = np.array([[pieces.count_pieces(_perturbed_step(net, update, s, gen)) - 1
+                        for _ in range(draws)] for s in levels])
+    return counts, pieces.count_pieces(_perturbed_step(net, update, 0.0, None)) - 1
+
+
+def is_dead(net: nn.Sequential, n_pieces: int | None = None) -> bool:
+    """Whether ``net`` is constant on [0, 1] (one exact piece and equal values at 0 and 1): a
+    *dead* network, reported as such (not an error).  ``n_pieces``: its exact count, if known."""
+    linear_relu_layers(net, scalar_io=True)
+    n = pieces.count_pieces(net) if n_pieces is None else check_count(n_pieces, "n_pieces")
+    if n != 1:
+        return False
+    with torch.no_grad():
+        ends = fp.to_format(net, torch.float64)(torch.tensor([[0.0], [1.0]], dtype=torch.float64))
+    return bool(ends[0, 0] == ends[1, 0])
+
+
+def init_bias_updates(depth: int, width: int, seeds: int, x: torch.Tensor,
+                      y: torch.Tensor) -> np.ndarray:
+    """The hidden-bias updates ``Delta`` of the first GD step (``eta = 1/lambda_max``, float64,
+    mean squared error at ``x``, ``y``) of He networks (:func:`lib.nets.random_relu_net`,
+    ``init="he"``) with ``depth`` hidden layers of ``width`` neurons, seeds ``0 .. seeds - 1``:
+    shape ``(seeds, depth, width)``, float64, with exact zeros for dead neurons."""
+    depth, width = check_count(depth, "depth"), check_count(width, "width")
+    seeds = check_count(seeds, "seeds")
+    nets_list = [nets.random_relu_net([width] * depth, init="he", seed=s) for s in range(seeds)]
+    lam = torch.tensor(stacked_lambda_max(nets_list, x, y))
+    params = _stack(nets_list, torch.float64)
+    loss = _stacked_loss(params, x.to(torch.float64), y.to(torch.float64)).sum()
+    grads = torch.autograd.grad(loss, params[1:-2:2])
+    return (torch.stack(grads, dim=1) / lam.reshape(-1, 1, 1)).detach().numpy()
+
+
+def he_precision_grid(depths: Sequence[int], widths: Sequence[int], seeds: int, x: torch.Tensor,
+                      y: torch.Tensor, dtypes: Sequence[Any], *, steps: int, record_every: int,
+                      grid: torch.Tensor) -> tuple[list[dict[str, Any]], dict[tuple, StackedRun]]:
+    """Karner et al.'s study at small scale: He networks (``depth`` hidden layers of ``width``
+    neurons, seeds ``0 .. seeds - 1``) trained by :func:`gd_stacked` in each format of
+    ``dtypes`` from the same start with the same step ``2^floor(log2(1/lambda_max))``
+    (float64 ``lambda_max`` at initialisation), on the data ``x``, ``y`` (shape ``(n, 1)``).
+
+    One row per network and format: exact pieces at initialisation and after training, whether
+    the network is dead (constant on [0, 1], :func:`is_dead`) then, the losses, the mean
+    reciprocal hidden-bias update of the first and of the next (unapplied) step, and
+    :func:`step_bound` for that next step at ``s = u`` of the format on ``grid``.  A network
+    whose parameters are no longer finite is marked ``diverged`` (pieces and breakpoints
+    ``-1``, bound NaN), not an error.  Also returns the runs, keyed ``(depth, width, format name)``.
+    """
+    depths = [check_count(L, f"depths[{i}]") for i, L in enumerate(depths)]
+    widths = [check_count(N, f"widths[{i}]") for i, N in enumerate(widths)]
+    seeds = check_count(seeds, "seeds")
+    dtypes = [check_dtype(d, f"dtypes[{i}]") for i, d in enumerate(dtypes)]
+    rows: list[dict[str, Any]] = []
+    runs: dict[tuple, StackedRun] = {}
+    for L in depths:
+        for N in widths:
+            start = [nets.random_relu_net([N] * L, init="he", seed=s) for s in range(seeds)]
+            lam = stacked_lambda_max(start, x, y)
+            lrs = [representable_step(v) for v in lam]
+            at_init = [pieces.count_pieces(net) for net in start]
+            dead_init = [is_dead(net, c) for net, c in zip(start, at_init)]
+            for dtype in dtypes:
+                name = fp.format_name(dtype)
+                run = gd_stacked(start, x, y, lrs, steps=steps, dtype=dtype, record_every=record_every)
+                runs[(L, N, name)] = run
+                for i, net in enumerate(run.nets):
+                    diverged = not all(bool(torch.isfinite(p).all()) for p in net.parameters())
+                    count = -1 if diverged else pieces.count_pieces(net)
+                    bound = ({"bound": math.nan, "breakpoints": -1, "N'": 0, "outside hypothesis": 0}
+                             if diverged else
+                             step_bound(net, run.next_update[i], fp.unit_roundoff(dtype), grid, seed=i))
+                    rows.append({"depth": L, "width": N, "seed": i, "format": name, "diverged": diverged,
+                                 "neurons": L * N, "lambda_max": float(lam[i]), "lr": lrs[i],
+                                 "pieces at init": at_init[i], "dead at init": dead_init[i],
+                                 "pieces": count, "dead": not diverged and is_dead(net, count),
+                                 "loss at init": float(run.loss[i, 0]), "loss": float(run.loss[i, -1]),
+                                 "recip first": float(run.recip[i, 0]), "recip next": float(run.recip[i, -1]),
+                                 "moving first": int(run.moving[i, 0]), "moving next": int(run.moving[i, -1]),
+                                 **{f"step {k}": v for k, v in bound.items()}})
+    return rows, runs
