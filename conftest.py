@@ -45,6 +45,13 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return build_jobs()
 
 
+CODE_CELL = "```{code-cell}"
+#: nbval markers and cell tags that would let a chapter's cell be skipped or fail quietly.
+FORBIDDEN_MARKERS = ("NBVAL_SKIP", "NBVAL_RAISES_EXCEPTION", "NBVAL_IGNORE_OUTPUT",
+                     "NBVAL_CHECK_OUTPUT", "nbval-skip", "nbval-raises-exception",
+                     "raises-exception", "skip-execution")
+
+
 def is_myst_notebook(path: Path) -> bool:
     """True for a ``.md`` file whose front matter declares a jupytext kernelspec."""
     if path.suffix != ".md":
@@ -55,6 +62,31 @@ def is_myst_notebook(path: Path) -> bool:
     end = text.find("\n---", 3)
     front = text[3:end] if end != -1 else ""
     return "kernelspec:" in front
+
+
+def header_problem(path: Path) -> str | None:
+    """Why ``path`` (a page with code cells) would not run as a notebook, or ``None``.
+
+    A chapter with ``{code-cell}`` blocks must start with ``---`` on the first line (no
+    byte-order mark, no blank line) and its front matter must declare ``kernelspec:``;
+    otherwise neither nbval nor the book build would execute it, silently.
+    """
+    text = path.read_text(encoding="utf-8")
+    if CODE_CELL not in text:
+        return None
+    if text.startswith("\ufeff"):
+        return f"{path} starts with a UTF-8 byte-order mark before its '---' header"
+    if not text.startswith("---"):
+        return f"{path} has code cells but does not start with a '---' front-matter header"
+    if not is_myst_notebook(path):
+        return f"{path} has code cells but its front matter declares no 'kernelspec:'"
+    return None
+
+
+def forbidden_markers(path: Path) -> list[str]:
+    """The nbval skip/raises markers and tags found in ``path``."""
+    text = path.read_text(encoding="utf-8")
+    return [m for m in FORBIDDEN_MARKERS if m in text]
 
 
 def _in_notebook_dir(path: Path, rootpath: Path) -> bool:
@@ -109,6 +141,32 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Any:
         return None
     if file_path.suffix != ".md" or not _in_notebook_dir(file_path, parent.config.rootpath):
         return None
+    problem = header_problem(file_path)
+    if problem is not None:
+        return BrokenChapter.from_parent(parent, path=file_path, problem=problem)
     if not is_myst_notebook(file_path):
         return None
     return _make_collector().from_parent(parent, path=file_path)
+
+
+class BrokenChapter(pytest.File):
+    """A page with code cells whose header nbval cannot read: collected as one failing item."""
+
+    def __init__(self, *, problem: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.problem = problem
+
+    def collect(self):  # type: ignore[override]
+        yield BrokenHeader.from_parent(self, name="header", problem=self.problem)
+
+
+class BrokenHeader(pytest.Item):
+    def __init__(self, *, problem: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.problem = problem
+
+    def runtest(self) -> None:
+        raise pytest.fail.Exception(f"chapter not runnable: {self.problem}", pytrace=False)
+
+    def reportinfo(self) -> tuple[Any, int, str]:
+        return self.path, 0, f"header of {self.path.name}"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import is_myst_notebook
+from conftest import CODE_CELL, forbidden_markers, header_problem, is_myst_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,6 +27,22 @@ def test_every_chapter_notebook_is_in_the_toc() -> None:
     notebooks = {p.relative_to(ROOT).as_posix() for p in (ROOT / "book").rglob("*.md")
                  if is_myst_notebook(p)}
     assert notebooks <= listed, f"chapters missing from _toc.yml: {sorted(notebooks - listed)}"
+
+
+def test_every_toc_chapter_with_code_is_collected() -> None:
+    """The chapters pytest runs (the collector's rule) are exactly the table of contents'
+    pages that have code cells: none drops out through an unreadable header."""
+    with_code = {f"{e}.md" for e in _toc_files() if CODE_CELL in (ROOT / f"{e}.md").read_text(encoding="utf-8")}
+    collected = {p.relative_to(ROOT).as_posix() for p in (ROOT / "book").rglob("*.md")
+                 if header_problem(p) is None and is_myst_notebook(p)}
+    assert with_code, "no chapter with code cells found"
+    assert collected == with_code, (sorted(collected ^ with_code),
+                                    [header_problem(ROOT / f) for f in sorted(with_code)])
+
+
+def test_no_chapter_skips_or_excuses_a_cell() -> None:
+    found = {p.name: forbidden_markers(p) for p in (ROOT / "book").rglob("*.md")}
+    assert not {k: v for k, v in found.items() if v}, found
 
 
 def test_config_essentials() -> None:

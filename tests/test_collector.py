@@ -52,3 +52,14 @@ def test_collector_is_off_without_nbval_flags(book_project: pytest.Pytester) -> 
     _add(book_project, "failing_chapter.md", "book/failing_chapter.md")
     result = book_project.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+@pytest.mark.parametrize("damage", ["bom", "blank", "kernel_spec"])
+def test_a_chapter_with_a_broken_header_fails_loudly(book_project: pytest.Pytester, damage: str) -> None:
+    text = (DATA / "passing_chapter.md").read_text()
+    text = {"bom": "\ufeff" + text, "blank": "\n" + text,
+            "kernel_spec": text.replace("kernelspec:", "kernel_spec:")}[damage]
+    (book_project.path / "book" / "broken.md").write_text(text, encoding="utf-8")
+    result = book_project.runpytest_subprocess(*NBVAL_ARGS)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*chapter not runnable*broken.md*"])
