@@ -493,3 +493,52 @@ def test_resolution_limit_of_the_sawtooth(name, dtype, p) -> None:
         edges = np.concatenate([[0.0], a.breakpoints, [1.0]])
         assert fp.representable(a.breakpoints, dtype).all() == (L <= p)
         assert fp.resolved_pieces(edges, dtype).sum() == min(2**L, 2 ** (p - 1))
+
+
+# IEEE 754 parameters typed from the standard (not read from lib): precision p (with the
+# hidden bit), smallest normal exponent emin, largest exponent emax.
+_IEEE = {torch.float16: (11, -14, 15), torch.bfloat16: (8, -126, 127), torch.float32: (24, -126, 127)}
+
+
+@pytest.mark.parametrize("dtype", list(_IEEE), ids=["float16", "bfloat16", "float32"])
+@given(data=hs.data())
+def test_round_to_format_breaks_exact_midpoint_ties_to_even(dtype, data) -> None:
+    """Exact midpoints between neighbours, normal and subnormal, both signs: the result is the
+    neighbour with the even integer significand (independent: integer arithmetic here)."""
+    p, emin, emax = _IEEE[dtype]
+    subnormal = data.draw(hs.booleans())
+    if subnormal:
+        e, m = emin, data.draw(hs.integers(1, 2 ** (p - 1) - 1))
+    else:
+        e, m = data.draw(hs.integers(emin, emax - 1)), data.draw(hs.integers(2 ** (p - 1), 2 ** p - 1))
+    sign = data.draw(hs.sampled_from([1, -1]))
+    quantum = Fraction(2) ** (e - p + 1)
+    tie = sign * (m + Fraction(1, 2)) * quantum
+    expected = sign * (m if m % 2 == 0 else m + 1) * quantum
+    got = fp.round_to_format(torch.tensor([float(tie)], dtype=torch.float64), dtype)
+    assert Fraction(got.to(torch.float64).item()) == expected
+    assert Fraction(float(fp.round_exact(tie, dtype))) == expected
+
+
+@pytest.mark.parametrize("L", [1, 3, 6, 8])
+def test_compare_reports_the_known_forward_error_of_the_sawtooth(L) -> None:
+    """float16 input 1/3 through g_L: the error is exactly 2^L |fl(1/3) - 1/3| while the
+    rounded orbit stays on the same pieces (L <= 10 here); fl(1/3) = 1365/4096 by hand."""
+    third = Fraction(1, 3)
+    d = abs(Fraction(1365, 4096) - third)
+    report = fp.compare(st.sawtooth_net(L), [third], torch.float16, objective="mean_output")
+    assert report.forward_abs == float(2**L * d)
+    assert report.forward_abs > 0
+
+
+def test_sawtooth_orbits_errors_are_the_amplified_input_rounding() -> None:
+    """A 60-bit dyadic near 1/3: along 8 layers the float16 orbit's error is exactly
+    2^L |fl(x) - x| (fl by the integer rule: nearest multiple of 2^-12 in [1/4, 1/2))."""
+    x = Fraction(round(Fraction(1, 3) * 2**60), 2**60)
+    q = Fraction(1, 2**12)  # float16 spacing in [1/4, 1/2): 2^(-2-10)
+    flx = round(x / q) * q
+    orbit = fp.sawtooth_orbits([x], 8, torch.float16)
+    expected = [float(2**L * abs(flx - x)) for L in range(1, 9)]
+    assert orbit.errors[:, 0].tolist() == expected
+    assert orbit.amplified[:, 0].tolist() == expected
+    assert orbit.float_exact
