@@ -176,3 +176,19 @@ def test_check_interval() -> None:
         data.check_interval((1.0, float("inf")), name="span")
     with pytest.raises(TypeError, match="interval must be a pair"):
         data.check_interval(None)
+
+
+def test_gaussian_regression_reproduces_its_documented_draws() -> None:
+    """Pinned against the docstring's recipe, drawn here with numpy directly: W ~ N(0, 1/d),
+    x ~ N(0, I), y = x W + noise e, in that order from default_rng(seed)."""
+    n, d, out, noise, seed = 7, 3, 2, 0.25, 11
+    ds = data.gaussian_regression(n, d, out_dim=out, noise=noise, n_test=2, seed=seed)
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((d, out)) / np.sqrt(d)
+    x = rng.standard_normal((n + 2, d))
+    y = x @ w + noise * rng.standard_normal((n + 2, out))
+    assert np.array_equal(ds.inputs.numpy(), x[:n]) and np.array_equal(ds.targets.numpy(), y[:n])
+    assert np.array_equal(ds.test_inputs.numpy(), x[n:]) and np.array_equal(ds.test_targets.numpy(), y[n:])
+    assert np.abs(ds.targets.numpy()).min() > 0
+    other = data.gaussian_regression(n, d, out_dim=out, noise=noise, seed=seed + 1)
+    assert not np.array_equal(other.targets.numpy(), ds.targets.numpy())

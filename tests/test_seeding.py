@@ -96,3 +96,20 @@ def test_threads_at_most_the_cores() -> None:
         seeding.seed_everything(0, threads=10**6)
     with pytest.raises(ValueError, match="threads"):
         seeding.seed_everything(0, threads=(os.cpu_count() or 1) + 1)
+
+
+def test_generators_are_the_documented_streams_and_seeds_differ() -> None:
+    """Compared with numpy and torch directly: numpy_rng(s) is PCG64 default_rng(s),
+    torch_generator(s) is a torch.Generator after manual_seed(s); other seeds, other streams."""
+    for s in (0, 7, 2**40):
+        assert np.array_equal(seeding.numpy_rng(s).standard_normal(5),
+                              np.random.default_rng(s).standard_normal(5))
+        ref = torch.Generator().manual_seed(s)
+        assert torch.equal(torch.randn(5, generator=seeding.torch_generator(s)), torch.randn(5, generator=ref))
+    assert not np.array_equal(seeding.numpy_rng(1).standard_normal(5), seeding.numpy_rng(2).standard_normal(5))
+    assert not torch.equal(torch.randn(5, generator=seeding.torch_generator(1)),
+                           torch.randn(5, generator=seeding.torch_generator(2)))
+    seeding.seed_everything(5)
+    a = (random.random(), np.random.random(), torch.rand(1).item())
+    random.seed(5), np.random.seed(5), torch.manual_seed(5)
+    assert a == (random.random(), np.random.random(), torch.rand(1).item())
