@@ -241,3 +241,87 @@ def test_evals_for_error_interpolates_and_extrapolates_power_laws() -> None:
         flows.evals_for_error(rows[:1], 1e-6)
     with pytest.raises(ValueError, match="target"):
         flows.evals_for_error(rows, -1.0)
+
+
+# ----------------------------------------------------------------------------- flow_accuracy
+def test_flow_accuracy_measures_the_error_at_every_time() -> None:
+    model, mse, x, y, H, w_star, w0 = _least_squares(3)
+    times = np.linspace(0.0, 4.0, 9)
+    acc = flows.flow_accuracy(model, mse, x, y, times, rtol=1e-4, atol=1e-6,
+                              ref_rtol=1e-12, ref_atol=1e-14)
+    exact = np.array([w_star + expm(-H * t) @ (w0 - w_star) for t in times])
+    true_err = np.linalg.norm(np.asarray(acc.flow) - exact, axis=1)
+    # the reference is exact to far below the loose flow's error
+    np.testing.assert_allclose(acc.error, true_err, rtol=1e-3, atol=1e-11)
+    assert acc.max_error == acc.error.max() > 0 and acc.t_max in times
+    assert acc.resolve is None and acc.ratio is None and acc.max_ratio is None
+    # a given flow is used as is; resolve gives the ratio where it is positive
+    resolve = np.linspace(0.0, 1.0, len(times))
+    again = flows.flow_accuracy(model, mse, x, y, times, rtol=1e-4, atol=1e-6, flow=acc.flow,
+                                ref_rtol=1e-12, ref_atol=1e-14, resolve=resolve)
+    np.testing.assert_array_equal(again.error, acc.error)
+    assert np.isnan(again.ratio[0])
+    np.testing.assert_allclose(again.ratio[1:], acc.error[1:] / resolve[1:])
+    assert again.max_ratio == pytest.approx(np.max(acc.error[1:] / resolve[1:]))
+
+
+def test_flow_accuracy_default_reference_is_tighter() -> None:
+    model, mse, x, y, *_ = _least_squares(4)
+    acc = flows.flow_accuracy(model, mse, x, y, [0.0, 1.0], rtol=1e-6, atol=1e-8)
+    assert acc.reference.info["rtol"] == pytest.approx(1e-9)
+    assert acc.reference.info["atol"] == pytest.approx(1e-11)
+    assert acc.error[0] == 0.0
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"ref_rtol": 1e-3}, "ref_rtol"),
+    ({"ref_atol": -1.0}, "ref_atol"),
+    ({"rtol": 0.0}, "rtol"),
+    ({"resolve": [1.0]}, "resolve"),
+    ({"resolve": [1.0, -1.0]}, "resolve"),
+    ({"flow": np.zeros((3, 5))}, "flow"),
+])
+def test_flow_accuracy_rejects_bad_arguments(kwargs: dict, name: str) -> None:
+    model, mse, x, y, *_ = _least_squares(5)
+    with pytest.raises(ValueError, match=name):
+        flows.flow_accuracy(model, mse, x, y, [0.0, 1.0], **{"rtol": 1e-6, **kwargs})
+
+
+# ----------------------------------------------------------------------------- curvature_to_loss
+def test_curvature_to_loss_on_a_saddle_integrates_lambda_minus_exactly() -> None:
+    # f = 2 - a^2/2 + b^2/2 from (1, 1): a = e^t, b = e^-t, lambda_min = -1, and the loss reaches
+    # 1 when sinh(2t) = 1
+    model, loss_fn, inputs, targets = flows.as_problem(
+        lambda th: 2 - 0.5 * th[0] ** 2 + 0.5 * th[1] ** 2, [1.0, 1.0])
+    res = flows.curvature_to_loss(model, loss_fn, inputs, targets, 1.0, t_max=10.0, n_times=8,
+                                  rtol=1e-12, atol=1e-14)
+    t_exact = np.arcsinh(1.0) / 2
+    assert res.t_level == pytest.approx(t_exact, rel=1e-8)
+    np.testing.assert_allclose(res.times, np.linspace(0, t_exact, 9), rtol=1e-8)
+    np.testing.assert_allclose(res.lam_min, -1.0, atol=1e-8)
+    np.testing.assert_allclose(res.lam_max, 1.0, atol=1e-8)
+    assert res.Lambda_level == pytest.approx(t_exact, rel=1e-8)
+    np.testing.assert_allclose(res.rows[:, 0], np.exp(res.times), rtol=1e-8)
+    assert res.loss[-1] == pytest.approx(1.0, abs=1e-8) and res.converged
+
+
+def test_curvature_to_loss_convex_has_no_negative_curvature() -> None:
+    model, mse, x, y, H, w_star, w0 = _least_squares(6)
+    loss0 = mse(model(x), y).item()
+    res = flows.curvature_to_loss(model, mse, x, y, 0.5 * loss0 + 0.5 * float(
+        np.mean((x.numpy() @ w_star - y.numpy()[:, 0]) ** 2)), t_max=100.0, n_times=4)
+    assert res.Lambda_level == 0.0 and np.all(res.lam_min > 0)
+    assert np.all(np.diff(res.loss) < 0)
+
+
+@pytest.mark.parametrize("kwargs, name, exc", [
+    ({"level": 10.0}, "level", ValueError),
+    ({"level": -1.0}, "level", ValueError),
+    ({"t_max": 1e-3}, "t_max", RuntimeError),
+    ({"n_times": 1}, "n_times", ValueError),
+])
+def test_curvature_to_loss_rejects_bad_arguments(kwargs: dict, name: str, exc: type) -> None:
+    model, mse, x, y, *_ = _least_squares(7)
+    args = {"level": 0.5 * mse(model(x), y).item(), "t_max": 100.0, **kwargs}
+    with pytest.raises(exc, match=name):
+        flows.curvature_to_loss(model, mse, x, y, args.pop("level"), **args)

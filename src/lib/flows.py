@@ -13,8 +13,11 @@ into one vector (:class:`lib.hessian.FlatLoss`); the model itself is never modif
 * :func:`first_order_gap` -- the first-order prediction ``theta_GD(t) - theta(t) = eta C(t) +
   O(eta^2)``, with ``C`` from the linearised error equation
   ``C' = -H(theta(t)) (C + grad L(theta(t)) / 2)``, ``C(0) = 0``.
+* :func:`flow_accuracy` -- a flow's solver error against a tighter reference at every time.
 * :func:`curvature_along`, :func:`negative_curvature_integral`, :func:`first_order_bound` --
   ``lambda_min``/``lambda_max`` along a trajectory and the bound's factors.
+* :func:`curvature_to_loss` -- ``Lambda = int lambda_-`` along the flow up to a loss level
+  (the initialisation-scale sweep).
 * :func:`as_problem` -- turn a plain function ``f(theta)`` into the ``(model, loss_fn, inputs,
   targets)`` the rest of the library expects (for two-dimensional examples).
 
@@ -34,7 +37,7 @@ import torch
 from scipy.integrate import cumulative_trapezoid, solve_ivp
 from torch import nn
 
-from lib.exact import check_positive
+from lib.exact import check_count, check_positive
 from lib.hessian import (DEFAULT_HVP_METHOD, FlatLoss, LossFn, eigenvalues_along,
                          flatten_parameters, hvp_operator_from_loss)
 from lib.train import gd
@@ -449,6 +452,73 @@ def first_order_gap(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
                          info=info)
 
 
+# ----------------------------------------------------------------------------- accuracy
+@dataclass
+class FlowAccuracy:
+    """A flow against a tighter reference at every recorded time.
+
+    ``error[i] = ||flow[i] - reference[i]||_2`` (float64, one per time); ``max_error`` and
+    ``t_max`` its maximum and where; ``resolve`` the distances the flow must resolve (or
+    ``None``), ``ratio = error / resolve`` where ``resolve > 0`` (``nan`` elsewhere) and
+    ``max_ratio`` its maximum; ``flow`` and ``reference`` the two :class:`Trajectory`."""
+
+    times: np.ndarray
+    error: np.ndarray
+    max_error: float
+    t_max: float
+    flow: Trajectory
+    reference: Trajectory
+    resolve: np.ndarray | None
+    ratio: np.ndarray | None
+    max_ratio: float | None
+
+
+def flow_accuracy(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor,
+                  times: Any, *, rtol: float = 1e-10, atol: float = 1e-12,
+                  method: str = "DOP853", flow: Any = None, ref_rtol: float | None = None,
+                  ref_atol: float | None = None, ref_method: str | None = None,
+                  resolve: Any = None) -> FlowAccuracy:
+    """The solver error of :func:`gradient_flow` over the whole path, not only at the end.
+
+    The flow at ``(rtol, atol, method)`` (or the given ``flow``: rows at ``times``, e.g. an
+    existing :class:`Trajectory`) is compared at every one of ``times`` with a reference
+    integrated at ``ref_rtol``/``ref_atol`` (default ``rtol/1000``, ``atol/1000``, floored at
+    ``1e-14``/``1e-16``) by ``ref_method`` (default ``method``; another method checks the
+    method too).  ``resolve``: optional non-negative distances, one per time (e.g. the
+    smallest GD-flow distance), for ``ratio = error / resolve``.  Float64 throughout.
+    """
+    t = _check_times(times)
+    ref_method = method if ref_method is None else ref_method
+    rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
+    ref_rtol = max(rtol * 1e-3, 1e-14) if ref_rtol is None else check_positive(ref_rtol, "ref_rtol")
+    ref_atol = max(atol * 1e-3, 1e-16) if ref_atol is None else check_positive(ref_atol, "ref_atol")
+    if ref_rtol > rtol and ref_method == method:
+        raise ValueError(f"ref_rtol ({ref_rtol:g}) must not exceed rtol ({rtol:g}) for the same "
+                         "method: the reference has to be tighter")
+    if flow is None:
+        flow = gradient_flow(model, loss_fn, inputs, targets, t, rtol=rtol, atol=atol,
+                             method=method)
+    rows = np.asarray(flow, dtype=np.float64)
+    if rows.ndim != 2 or len(rows) != len(t):
+        raise ValueError(f"flow must have one row per time ({len(t)}), got shape {rows.shape}")
+    ref = gradient_flow(model, loss_fn, inputs, targets, t, rtol=ref_rtol, atol=ref_atol,
+                        method=ref_method)
+    err = np.linalg.norm(rows - np.asarray(ref), axis=1)
+    ratio = max_ratio = res = None
+    if resolve is not None:
+        res = np.asarray(resolve, dtype=np.float64)
+        if res.shape != t.shape or np.any(res < 0) or not np.all(np.isfinite(res)):
+            raise ValueError(f"resolve must hold {len(t)} finite non-negative distances, one per "
+                             f"time, got shape {res.shape}")
+        ratio = np.full(len(t), np.nan)
+        pos = res > 0
+        ratio[pos] = err[pos] / res[pos]
+        max_ratio = float(np.max(ratio[pos])) if pos.any() else None
+    i = int(np.argmax(err))
+    return FlowAccuracy(times=t, error=err, max_error=float(err[i]), t_max=float(t[i]),
+                        flow=flow, reference=ref, resolve=res, ratio=ratio, max_ratio=max_ratio)
+
+
 # ----------------------------------------------------------------------------- curvature
 @dataclass
 class CurvaturePath:
@@ -531,6 +601,70 @@ def first_order_bound(times: Any, lam_min: Any, accel: Any) -> np.ndarray:
     # (1/2) int_0^t exp(Lambda(t) - Lambda(s)) a(s) ds = (1/2) exp(Lambda(t)) int_0^t exp(-Lambda) a
     inner = cumulative_trapezoid(np.exp(-big) * a, t, initial=0)
     return 0.5 * np.exp(big) * inner
+
+
+# ----------------------------------------------------------------------------- init scale
+@dataclass
+class CurvatureToLoss:
+    """Negative curvature along a flow up to the time it reaches a loss level.
+
+    ``times`` (uniform from 0 to ``t_level``), ``rows`` (the flattened parameters there), ``loss``, ``lam_min``, ``lam_max`` at them,
+    ``Lambda`` = ``int_0^t lambda_-`` (trapezoidal), ``t_level`` the flow time at which the loss
+    first reaches ``level`` (a solver event), ``Lambda_level = Lambda[-1]``; ``n_grad_evals``,
+    ``n_hvp`` the costs, ``converged`` whether every Lanczos run met its tolerance."""
+
+    level: float
+    times: np.ndarray
+    rows: np.ndarray
+    loss: np.ndarray
+    lam_min: np.ndarray
+    lam_max: np.ndarray
+    Lambda: np.ndarray
+    t_level: float
+    Lambda_level: float
+    n_grad_evals: int
+    n_hvp: int
+    converged: bool
+
+
+def curvature_to_loss(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                      targets: torch.Tensor, level: float, *, t_max: float, n_times: int = 40,
+                      rtol: float = 1e-9, atol: float = 1e-11,
+                      tol: float | None = None, seed: int = 0) -> CurvatureToLoss:
+    """The gradient flow (DOP853, dense output, float64) until its loss first reaches
+    ``level`` (``RuntimeError`` if not by ``t_max``), ``lambda_min``/``lambda_max`` (Lanczos,
+    :func:`curvature_along`; Ritz values, so ``lambda_-`` and ``Lambda`` can only be
+    underestimated apart from quadrature) at ``n_times + 1`` equally spaced times from 0 to the
+    level time, and ``Lambda(t) = int_0^t lambda_-``.  For the
+    initialisation-scale sweep of Elkabetz & Cohen's negative-curvature integral."""
+    level, t_max = check_positive(level, "level"), check_positive(t_max, "t_max")
+    n_times = check_count(n_times, "n_times", minimum=2)
+    rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
+    flat = FlatLoss(model, loss_fn, inputs, targets)
+    counter = {"grad": 0, "loss": 0}
+    y0 = _initial(flat, counter)
+    if flat.loss(flat.theta0) <= level:
+        raise ValueError(f"level ({level:g}) must be below the initial loss")
+
+    def event(tt: float, y: np.ndarray) -> float:
+        return flat.loss(torch.from_numpy(np.ascontiguousarray(y))) - level
+
+    event.terminal, event.direction = True, -1  # type: ignore[attr-defined]
+    sol = solve_ivp(_vector_field(flat, counter), (0.0, t_max), y0, method="DOP853", rtol=rtol,
+                    atol=atol, events=event, dense_output=True)
+    if sol.status != 1:
+        raise RuntimeError(f"the flow did not reach loss {level:g} by t_max={t_max:g}")
+    t_level = float(sol.t_events[0][0])
+    t = np.linspace(0.0, t_level, n_times + 1)
+    rows = sol.sol(t).T.copy()
+    rows[0] = y0
+    loss = _losses(flat, rows, counter)
+    cp = curvature_along(model, loss_fn, inputs, targets, rows, times=t, tol=tol, seed=seed)
+    lam_int = negative_curvature_integral(t, cp.lam_min)
+    return CurvatureToLoss(level=level, times=t, rows=rows, loss=loss, lam_min=cp.lam_min,
+                           lam_max=cp.lam_max, Lambda=lam_int, t_level=t_level,
+                           Lambda_level=float(lam_int[-1]), n_grad_evals=counter["grad"],
+                           n_hvp=cp.n_hvp, converged=cp.converged)
 
 
 # ----------------------------------------------------------------------------- toy problems
