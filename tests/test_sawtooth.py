@@ -574,3 +574,64 @@ def test_unit_interval_floats_are_every_16_bit_float_in_0_1() -> None:
         assert float(x[-2]) == 1.0 - float(torch.finfo(dtype).eps) / 2
     with pytest.raises(ValueError, match="dtype"):
         S.unit_interval_floats(torch.float32)
+
+
+# ------------------------------------------------------------------ two units, forward exactness
+@given(unit_q, hs.integers(1, 10))
+def test_two_unit_sawtooth_net_is_g_depth_on_the_unit_interval(x: Fraction, depth: int) -> None:
+    assert S.net_exact(S.sawtooth_net(depth, units=2), x) == S.sawtooth_exact(x, depth)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 7])
+def test_two_unit_sawtooth_net_architecture(depth: int) -> None:
+    net = S.sawtooth_net(depth, units=2)
+    _check_structure(net, [2] * depth)
+    assert S.parameter_count(net) == 6 * depth + 1
+    # beyond [0, 1]: depth 1 gives 2 - 2x for x > 1, deeper nets are 0 there (as g_depth)
+    assert S.net_exact(net, Fraction(3, 2)) == (Fraction(-1) if depth == 1 else 0)
+    for bad in (1, 4, 2.0, True):
+        with pytest.raises(ValueError, match="units"):
+            S.sawtooth_net(depth, units=bad)
+
+
+def _relu_net_outputs(x: torch.Tensor, depth: int) -> list[float]:
+    with torch.no_grad():
+        return S.sawtooth_net(depth, x.dtype)(x).to(torch.float64).flatten().tolist()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_forward_exactness_uses_the_networks_of_each_depth(dtype: torch.dtype) -> None:
+    x = torch.rand(50, 1, generator=torch.Generator().manual_seed(3), dtype=torch.float64).to(dtype)
+    rows = S.forward_exactness(x, 6)
+    assert [r["depth"] for r in rows] == list(range(1, 7))
+    assert all(r["mismatches"] == r["at subnormal inputs"] == r["flushed"] == 0 for r in rows)
+    for r in rows:      # the reference: the exact orbit, independently
+        exact = [S.sawtooth_exact(v, r["depth"]) for v in x.to(torch.float64).flatten().tolist()]
+        assert r["nonzero"] == sum(e != 0 for e in exact)
+        assert [Fraction(o) for o in _relu_net_outputs(x, r["depth"])] == exact
+
+
+def test_forward_exactness_counts_orbits_and_detects_wrong_outputs() -> None:
+    # 2^-3 has the orbit 1/4, 1/2, 1, 0: non-zero at depths 1 to 3; 3/4 -> 1/2 -> 1 -> 0
+    x = torch.tensor([[0.125], [0.75], [0.0], [1.0]], dtype=torch.float64)
+    assert [r["nonzero"] for r in S.forward_exactness(x, 5)] == [2, 2, 1, 0, 0]
+    # the float16 network fed float16 subnormals (kept by torch's small-batch kernels here)
+    tiny = torch.tensor([[2.0**-24], [2.0**-20]], dtype=torch.float16)
+    rows = S.forward_exactness(tiny, 26)
+    assert rows[-1]["nonzero"] == 0 and rows[23]["nonzero"] == 1
+
+
+def test_forward_exactness_rejects_bad_input() -> None:
+    x = torch.tensor([[0.5]], dtype=torch.float64)
+    with pytest.raises(TypeError, match="x"):
+        S.forward_exactness(x.flatten(), 3)
+    with pytest.raises(TypeError, match="x"):
+        S.forward_exactness([[0.5]], 3)
+    with pytest.raises(TypeError, match="x"):
+        S.forward_exactness(x.to(torch.int32), 3)
+    with pytest.raises(ValueError, match="x"):
+        S.forward_exactness(torch.tensor([[1.5]], dtype=torch.float64), 3)
+    with pytest.raises(ValueError, match="x"):
+        S.forward_exactness(torch.tensor([[2.0**-1070]], dtype=torch.float64), 3)
+    with pytest.raises(ValueError, match="max_depth"):
+        S.forward_exactness(x, 0)

@@ -25,7 +25,9 @@ Three layers of the module:
 
 Formats: ``torch.float16``, ``torch.bfloat16``, ``torch.float32`` and ``torch.float64``.
 The sawtooth weights (0, +-1, 2, -4, -1/2) are exact in all four, and so is the sawtooth
-network's whole forward pass for inputs in [0, 1] (tested for every summation order).
+network's whole forward pass for inputs in [0, 1] in IEEE arithmetic (tested for every
+summation order); :func:`forward_exactness` checks whole networks as torch evaluates them
+(a kernel that flushes subnormal inputs to zero shows up there).
 Yarotsky's smallest
 weight is ``2^(1-2m)``: exact for ``m <= yarotsky_max_exact_m(dtype)`` (12 in float16, as a
 subnormal for m >= 8; 67 in bfloat16; 75 in float32; 537 in float64).
@@ -60,7 +62,7 @@ __all__ = [
     "grid_pieces", "yarotsky_max_error_exact",
     "PLFit", "best_pl_fit", "uniform_knots", "leading_kink_knots",
     "pieces_l2_lower_bound_sq", "pieces_sup_lower_bound", "ShallowBounds", "shallow_fit_bounds",
-    "dyadic_net_exact", "layer_rounding_mismatches", "yarotsky_rounding_errors",
+    "dyadic_net_exact", "forward_exactness", "layer_rounding_mismatches", "yarotsky_rounding_errors",
     "square_error_on_cells",
 ]
 
@@ -269,7 +271,8 @@ def _hat_rows(scale: Fraction = Fraction(1)) -> list[Fraction]:
     return [scale * c for c in _HAT_OUT]
 
 
-def sawtooth_net(depth: int, dtype: torch.dtype = torch.float64) -> nn.Sequential:
+def sawtooth_net(depth: int, dtype: torch.dtype = torch.float64, *,
+                 units: int = SAWTOOTH_WIDTH) -> nn.Sequential:
     """A ReLU network computing ``g_depth`` (Telgarsky's sawtooth), shape ``(n,1) -> (n,1)``.
 
     ``depth`` hidden layers of width 3 (:data:`SAWTOOTH_WIDTH`), ``12 depth - 2`` parameters.
@@ -277,15 +280,21 @@ def sawtooth_net(depth: int, dtype: torch.dtype = torch.float64) -> nn.Sequentia
     forms ``g_l = 2 h_0 - 4 h_1 + 2 h_2`` inside its affine map.  Because ``g`` is 0 outside
     ``[0, 1]``, the network equals ``g_depth`` on all of R.  Weights are 0, +-1, 2, -4 and
     -1/2: exact in all four formats.  In binary floating point every operation of its forward
-    pass is exact for inputs in ``[0, 1]`` (the book checks it bit for bit).
+    pass is exact for inputs in ``[0, 1]`` (the book checks it bit for bit).  ``units=2``
+    drops the unit ``relu(y - 1)``, which vanishes for ``y <= 1``: ``depth`` layers of width 2
+    (``6 depth + 1`` parameters) that equal ``g_depth`` on ``[0, 1]`` (for ``depth = 1`` not
+    beyond 1, where ``2 relu(x) - 4 relu(x - 1/2) = 2 - 2x``).
     """
     depth = check_count(depth, "depth")
     dtype = check_dtype(dtype, names=False)
-    shifts = [-t for t in _HAT_SHIFTS]
-    layers: list[nn.Module] = [_linear([[1], [1], [1]], shifts, dtype, "sawtooth_net"), nn.ReLU()]
+    if isinstance(units, bool) or not isinstance(units, int) or units not in (2, 3):
+        raise ValueError(f"units must be 2 or 3, got {units!r}")
+    shifts = [-t for t in _HAT_SHIFTS[:units]]
+    rows = _hat_rows()[:units]
+    layers: list[nn.Module] = [_linear([[1]] * units, shifts, dtype, "sawtooth_net"), nn.ReLU()]
     for _ in range(depth - 1):
-        layers += [_linear([_hat_rows()] * 3, shifts, dtype, "sawtooth_net"), nn.ReLU()]
-    layers.append(_linear([_hat_rows()], [0], dtype, "sawtooth_net"))
+        layers += [_linear([rows] * units, shifts, dtype, "sawtooth_net"), nn.ReLU()]
+    layers.append(_linear([rows], [0], dtype, "sawtooth_net"))
     return nn.Sequential(*layers)
 
 
@@ -722,6 +731,48 @@ def unit_interval_floats(dtype: torch.dtype) -> torch.Tensor:
         raise ValueError(f"dtype must be torch.float16 or torch.bfloat16, got {dtype}")
     one = int(torch.tensor(1.0, dtype=dtype).view(torch.int16))
     return torch.arange(0, one + 1, dtype=torch.int16).view(dtype)
+
+
+def forward_exactness(x: torch.Tensor, max_depth: int) -> list[dict[str, int]]:
+    """Whole :func:`sawtooth_net` forward passes in ``x``'s format against the exact ``g_L(x)``,
+    ``L = 1, ..., max_depth``, one batch per depth (as a chapter evaluates a network).
+
+    ``x``: tensor ``(n, 1)`` of a supported dtype, values in ``[0, 1]`` that are multiples of
+    ``2^-1000`` (every float16, bfloat16 and float32 number is).  The depth-``L`` network is
+    the first ``L`` hidden layers of ``sawtooth_net(max_depth)`` and its output layer (the
+    same weights as ``sawtooth_net(L)``).  Reference: the hat map on integer numerators over a
+    common power of two (:func:`hat_numerator`'s rule, vectorised), compared exactly with
+    the outputs.  One row per depth: ``depth``, ``mismatches``, ``at subnormal inputs`` (of
+    them, inputs below the smallest normal), ``flushed`` (output 0, exact value not) and
+    ``nonzero`` (exact values other than 0).
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != 1:
+        raise TypeError("x must be a tensor of shape (n, 1)")
+    dtype = check_dtype(x.dtype, "x")
+    max_depth = check_count(max_depth, "max_depth")
+    x64 = x.detach().to(torch.float64).flatten()
+    if not bool(((x64 >= 0) & (x64 <= 1)).all()):
+        raise ValueError("x must have values in [0, 1]")
+    exact = [Fraction(v) for v in x64.tolist()]
+    e = max([t.denominator.bit_length() - 1 for t in exact] + [0])
+    if e > 1000:
+        raise ValueError("x must hold multiples of 2^-1000")
+    a = np.array([t.numerator << (e - t.denominator.bit_length() + 1) for t in exact], dtype=object)
+    n = 1 << e
+    sub = ((x64 > 0) & (x64 < torch.finfo(dtype).tiny)).numpy()
+    layers, rows, h = list(sawtooth_net(max_depth, dtype)), [], x
+    with torch.no_grad():
+        for depth in range(1, max_depth + 1):
+            h = layers[2 * depth - 1](layers[2 * depth - 2](h))
+            out = layers[-1](h).to(torch.float64).flatten().numpy()
+            a = np.where(a <= 0, 0, np.where(2 * a <= n, 2 * a, np.where(a >= n, 0, 2 * n - 2 * a)))
+            bad = np.asarray(a != (out * 2.0**e).astype(object), dtype=bool)
+            nonzero = np.asarray(a != 0, dtype=bool)
+            rows.append({"depth": depth, "mismatches": int(bad.sum()),
+                         "at subnormal inputs": int((bad & sub).sum()),
+                         "flushed": int((bad & (out == 0) & nonzero).sum()),
+                         "nonzero": int(nonzero.sum())})
+    return rows
 
 
 def layer_rounding_mismatches(dtype: torch.dtype) -> tuple[int, int]:
