@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -444,3 +444,55 @@ def test_piece_hooks_count_exactly_during_gd() -> None:
         assert hooks["pieces"](fp.to_format(net, dtype), 0) == 16
     with pytest.raises(ValueError, match="min_width"):
         train.piece_hooks(-1.0)
+
+
+
+def _one_step(dtype: torch.dtype, lr: float, w: float, x: float) -> tuple[float, torch.Tensor]:
+    """One GD step of (w x)^2 from w in dtype: the new w and the gradient at the old one."""
+    model = nn.Linear(1, 1, bias=False).to(dtype)
+    with torch.no_grad():
+        model.weight.fill_(w)
+    xs, zero = torch.full((1, 1), x, dtype=dtype), torch.zeros(1, 1, dtype=dtype)
+    loss = lambda o, y: ((o - y) ** 2).sum()   # noqa: E731
+    (g,) = torch.autograd.grad(loss(model(xs), zero), [model.weight])
+    run = train.gd(model, loss, xs, zero, lr=lr, steps=1)
+    return float(run.model.weight), g.reshape(())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_narrow_step_is_formed_in_float32_and_rounded_once(dtype: torch.dtype) -> None:
+    # eta = 2^-25 is half float16's smallest subnormal 2^-24: stored in float16 it would be 0
+    assert torch.tensor(2.0**-25, dtype=torch.float16).item() == 0.0
+    w, lr = 1.5 * 2.0**-8, 2.0**-25
+    new, g = _one_step(dtype, lr, w, 256.0)          # g = 2 w x^2 = 768: update 3 2^-17
+    assert float(g) == 768.0
+    expected = fp.round_to_format(torch.tensor(w - lr * float(g), dtype=torch.float64), dtype)
+    assert new == float(expected) and new < w        # the update moves w (it exceeds ulp(w)/2)
+    # an update below half an ulp of its parameter still rounds away
+    new, _ = _one_step(dtype, 2.0**-40, 1.0, 1.0)
+    assert new == 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(0.01, 4.0), st.floats(-2.0, 2.0), st.floats(1e-9, 1e-1))
+def test_narrow_step_equals_the_float32_step_rounded_once(w: float, x: float, lr: float) -> None:
+    for dtype in (torch.float16, torch.bfloat16):
+        wd, xd = float(torch.tensor(w).to(dtype)), float(torch.tensor(x).to(dtype))
+        new, g = _one_step(dtype, lr, wd, xd)
+        lr32 = torch.tensor(lr, dtype=torch.float32)
+        step = (torch.tensor(wd, dtype=torch.float32) - lr32 * g.to(torch.float32)).to(dtype)
+        assert new == float(step)
+
+
+def test_float32_and_float64_steps_keep_eta_in_the_format() -> None:
+    for dtype in (torch.float32, torch.float64):
+        new, g = _one_step(dtype, 0.1, 0.75, 1.5)
+        assert new == float(torch.tensor(0.75, dtype=dtype) - torch.tensor(0.1, dtype=dtype) * g)
+
+
+def test_step_dtype() -> None:
+    assert train.step_dtype(torch.float16) == torch.float32
+    assert train.step_dtype(torch.bfloat16) == torch.float32
+    assert train.step_dtype(torch.float64) == torch.float64
+    with pytest.raises(TypeError, match="dtype"):
+        train.step_dtype(torch.int8)

@@ -12,6 +12,16 @@ of a model, records the loss and any *hooks* every ``record_every`` steps, and o
   plain GD bit for bit);
 * records the size of every parameter's update (for the assumption on bias updates).
 
+**Where the step is rounded.**  In float32 and float64 ``eta`` is stored in the format, the
+update is ``u = fl(eta g)`` and ``p <- fl(p - u)``.  In float16 and bfloat16 the step is formed in
+float32, as PyTorch's CPU kernels form sums and products of these formats (their float32
+"opmath"): ``eta`` is held in float32, ``u = fl_32(eta g)`` (``g`` is exact in float32) and
+``p <- fl_d(fl_32(p - u))``, one rounding to the format at the end.  So a step size below
+float16's range (``1/lambda_max`` of a deep sawtooth) is not flushed to 0, while an update below
+half an ulp of its parameter still rounds away.  (Measured on the CPU: ``Tensor.add_(g,
+alpha=-eta)``, the step of ``torch.optim.SGD``, rounds ``alpha`` to the 16-bit format first, so
+plain SGD in float16 would flush such a step; :func:`gd` does not.)
+
 Only parameters with ``requires_grad=True`` are trained.  The loss is
 ``loss_fn(model(inputs), targets)`` on the full batch.  :func:`lib.flows.gradient_descent`
 runs this loop too.
@@ -51,6 +61,8 @@ from lib.pieces import piece_widths
 from lib.seeding import check_seed, torch_generator
 
 NOISE_TARGETS = ("bias_updates", "bias_values")
+NARROW_DTYPES = (torch.float16, torch.bfloat16)
+"""Formats whose GD step :func:`gd` forms in float32 (see its ``dtype`` parameter)."""
 
 Hook = Callable[[nn.Module, int], Any]
 
@@ -176,8 +188,9 @@ def gd(
     lr, steps
         Step size ``eta > 0`` and number of updates.
     dtype
-        Floating-point format of the whole computation (parameters, inputs, float targets,
-        gradients, updates); ``None`` keeps the model's dtype.
+        Format of the parameters, inputs, float targets, forward and backward pass (``None``:
+        the model's).  The step, as the module docstring says: ``p <- fl(p - fl(eta) g)`` in
+        float32/float64; in float16/bfloat16 ``p <- fl_d(fl_32(p - fl_32(eta_32 g)))``.
     record_every
         Record at steps ``0, k, 2k, ...`` and after the last update.  At a recorded step the
         loss and the hooks see the parameters *before* that step's update; ``"update/..."``
@@ -192,8 +205,10 @@ def gd(
         Multiplicative noise level ``s`` in ``[0, 1]`` on ``"bias_updates"`` (``b - eta*g*(1+delta)``)
         or ``"bias_values"`` (``(b - eta*g)*(1+delta)``); ``delta`` is drawn in float64 from a
         generator seeded by ``seed``; the perturbed value is formed in float64 and converted to
-        ``dtype`` by torch (one rounding for float32; through float32 for float16/bfloat16, so
-        possibly two), and noise far below the format's unit roundoff may round away.  ``noise=0`` is plain GD bit for bit.
+        ``dtype`` by torch (one rounding for float32; a perturbed bias update of float16/bfloat16
+        stays in float32 until the step's final rounding, a perturbed bias value is converted
+        through float32, so possibly rounded twice), and noise far below the format's unit
+        roundoff may round away.  ``noise=0`` is plain GD bit for bit.
     weight_decay
         L2 coefficient ``lambda``: the gradient becomes ``g + lambda*theta``.
     lastbit_k
@@ -246,14 +261,25 @@ def gd(
                  diverged_at=diverged_at, config=config)
 
 
+def step_dtype(dtype: Any) -> torch.dtype:
+    """The format in which :func:`gd` holds ``eta`` and forms ``eta g`` and ``p - eta g`` for
+    parameters in ``dtype``: float32 for float16 and bfloat16, ``dtype`` itself otherwise."""
+    dtype = check_dtype(dtype)
+    return torch.float32 if dtype in NARROW_DTYPES else dtype
+
+
 class _Step:
     """One GD update of every trained parameter, in place: ``p - fl(eta k) fl(g / k)`` (plain
     ``p - eta g`` for ``k = 1``), with weight decay and the multiplicative noise of :func:`gd`."""
 
     def __init__(self, lr: float, dtype: torch.dtype, device: Any, k: int, weight_decay: float,
                  noise: float, noise_on: str, generator: torch.Generator | None) -> None:
-        self.lr_t = torch.tensor(lr, dtype=dtype, device=device)
-        self.lr_k = self.lr_t * k if k != 1 else self.lr_t  # fl(eta * k) in the working format
+        # float16/bfloat16: eta, eta*g and p - eta*g in float32 (one rounding to the format at the
+        # end), so a step size that float32 holds is never flushed by the narrow format's range
+        self.dtype = dtype
+        self.op_dtype = step_dtype(dtype)
+        self.lr_t = torch.tensor(lr, dtype=self.op_dtype, device=device)
+        self.lr_k = self.lr_t * k if k != 1 else self.lr_t  # fl(eta * k) in the operation format
         self.k, self.weight_decay = k, weight_decay
         self.noise, self.noise_on, self.generator = noise, noise_on, generator
 
@@ -262,12 +288,18 @@ class _Step:
         k, noise = self.k, self.noise
         with torch.no_grad():
             for (name, p), g in zip(params, grads):
+                narrow = self.op_dtype != p.dtype
+                if narrow:      # exact: every float16/bfloat16 number is a float32 number
+                    g = g.to(self.op_dtype)
                 if self.weight_decay:
-                    g = g + self.weight_decay * p
+                    g = g + self.weight_decay * (p.to(self.op_dtype) if narrow else p)
                 update = self.lr_k * (g / k) if k != 1 else self.lr_t * g
                 if noise > 0 and self.noise_on == "bias_updates" and _is_bias(name):
                     update = _perturb(update, noise, self.generator)
-                p.sub_(update)
+                if narrow:      # fl_d(fl_32(p - fl_32(eta g))): one rounding to the format
+                    p.copy_((p.to(self.op_dtype) - update).to(p.dtype))
+                else:
+                    p.sub_(update)
                 if noise > 0 and self.noise_on == "bias_values" and _is_bias(name):
                     p.copy_(_perturb(p, noise, self.generator))
                 if history is not None:
