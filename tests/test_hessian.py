@@ -173,3 +173,81 @@ def test_bad_input_raises_clearly() -> None:
         hessian.eigenvalues(model, CE, x, y, theta=torch.zeros(3, dtype=torch.float64))
     with pytest.raises(RuntimeError, match="Lanczos did not reach"):
         hessian.eigenvalues(model, CE, x, y, k=3, max_iter=3)
+
+
+def _mid_problem() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A mid-sized model: tanh MLP 20-50-50-5 (3,855 parameters), 200 points, float64."""
+    torch.manual_seed(11)
+    model = nn.Sequential(nn.Linear(20, 50), nn.Tanh(), nn.Linear(50, 50), nn.Tanh(),
+                          nn.Linear(50, 5)).double()
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(200, 20, generator=g, dtype=torch.float64)
+    y = torch.randn(200, 5, generator=g, dtype=torch.float64)
+    return model, x, y
+
+
+def test_top_two_and_lambda_min_match_scipy_eigsh_on_a_mid_sized_model() -> None:
+    from scipy.sparse.linalg import LinearOperator, eigsh
+    model, x, y = _mid_problem()
+    mse = nn.MSELoss()
+    op = hessian.hvp_operator(model, mse, x, y)
+    n = sum(p.numel() for p in model.parameters())
+    assert n > 3000
+    lin = LinearOperator((n, n), matvec=lambda v: op(torch.from_numpy(np.ravel(v))).numpy(),
+                         dtype=np.float64)
+    v0 = np.random.default_rng(0).standard_normal(n)
+    ref_top = np.sort(eigsh(lin, k=2, which="LA", tol=1e-12, v0=v0)[0])[::-1]
+    ref_min = eigsh(lin, k=1, which="SA", tol=1e-12, v0=v0)[0][0]
+    top = hessian.eigenvalues(model, mse, x, y, k=2).numpy()
+    lam_min = float(hessian.eigenvalues(model, mse, x, y, which="bottom")[0])
+    scale = abs(ref_top[0])
+    np.testing.assert_allclose(top, ref_top, rtol=0, atol=1e-8 * scale)
+    assert abs(lam_min - ref_min) <= 1e-8 * scale
+    assert ref_min < 0 < ref_top[1]        # a point with negative curvature: both ends tested
+    # Ritz values are inner bounds (up to rounding)
+    assert top[0] <= ref_top[0] + 1e-12 * scale and lam_min >= ref_min - 1e-12 * scale
+
+
+def test_tracker_warm_start_from_the_second_eigenvector_still_finds_the_top() -> None:
+    # an unguarded warm start along u2 with no component along u1 (as after a swap)
+    # certifies lambda_2; the random component of the guarded start finds lambda_1 (a gap of
+    # 10 %: a gap the tolerance does not resolve cannot be separated by a residual test)
+    rng = np.random.default_rng(5)
+    n = 400
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    lam = np.concatenate([[10.0, 9.0], np.linspace(-1, 5, n - 2)])
+    a = torch.from_numpy(q @ np.diag(lam) @ q.T)
+    model = nn.Linear(n, 1, bias=False).double()
+
+    def quad(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        w = out.reshape(-1)                  # the inputs are the identity: out = w
+        return 0.5 * w @ a @ w
+
+    x, y = torch.eye(n, dtype=torch.float64), torch.zeros(n, 1, dtype=torch.float64)
+    # the previous vector: u2 plus 1 % of the bulk (no u1; lanczos restarts at an exact
+    # eigenvector, which a slightly perturbed one does not trigger)
+    bulk = q[:, 2:] @ rng.standard_normal(n - 2)
+    u2 = torch.from_numpy(q[:, 1] + 1e-2 * bulk / np.linalg.norm(bulk))
+    for mix, expect in ((0.0, 9.0), (0.5, 10.0)):
+        tracker = hessian.EigenTracker(quad, x, y, tol=1e-4, mix=mix, cold_every=0)
+        tracker.vector = u2
+        tracker.calls = 1                    # not the first call: warm
+        vals, n_hvp, ok = tracker(model)
+        assert ok and abs(vals[0] - expect) < 1e-3, (mix, vals, n_hvp)
+
+
+def test_tracker_cold_starts_and_bad_safeguards() -> None:
+    model, (x, y) = _tanh_net(), _data()
+    tracker = hessian.EigenTracker(CE, x, y, tol=1e-8, cold_every=2)
+    cold = hessian.eigenvalues(model, CE, x, y, tol=1e-8)
+    v1 = tracker(model)[0]
+    v2 = tracker(model)[0]
+    v3 = tracker(model)[0]                   # calls 0 and 2 cold, call 1 warm
+    np.testing.assert_array_equal(v1, cold.numpy())
+    np.testing.assert_array_equal(v3, hessian.eigenvalues(model, CE, x, y, tol=1e-8,
+                                                          seed=0).numpy())
+    assert abs(v2[0] - v1[0]) < 1e-6 * abs(v1[0])
+    with pytest.raises(ValueError, match="mix"):
+        hessian.EigenTracker(CE, x, y, mix=-1.0)
+    with pytest.raises(ValueError, match="cold_every"):
+        hessian.EigenTracker(CE, x, y, cold_every=-1)

@@ -176,3 +176,87 @@ def test_sun_loss_is_the_objective_of_sun_full_loss_grad() -> None:
         stability.sun_loss(w, img, label, 2.0)
     with pytest.raises(ValueError, match="square"):
         stability.sun_loss(torch.ones(5, dtype=torch.float64), img, label, 2.0)
+
+
+def _small_checkerboard(size: int = 12, kernel: int = 4):
+    img = stability.checkerboard(size)
+    c = img[0, 0, :kernel, :kernel].reshape(-1).numpy()
+    pat = torch.nn.functional.unfold(img, kernel)[0].T.numpy()
+    sgn = np.sign(pat @ c)
+    return img, c, int((sgn > 0).sum()), int((sgn < 0).sum())
+
+
+def test_sun_toy_runs_match_the_convolution_the_map_and_the_linear_model() -> None:
+    img, c, n_plus, n_minus = _small_checkerboard()
+    assert n_plus + n_minus == (12 - 4 + 1) ** 2
+    w0 = np.random.default_rng(0).standard_normal(16)
+    label = torch.ones(1, dtype=torch.float64)
+    assert stability.sun_toy_conv_check(w0, 0.05, 2.0, 5, img, label, c, n_plus, n_minus) < 1e-12
+    r = stability.sun_toy_runs(w0, (0.05, 0.3), 2.0, 40, c, n_plus, n_minus)
+    cn = float(np.linalg.norm(c))
+    u = stability.sun_map(w0 @ c / cn, (0.05, 0.3), 2.0, n_plus + n_minus, cn, 40)
+    np.testing.assert_allclose(r["seen"], u, rtol=1e-9, atol=1e-12)
+    # the unseen part follows |1 - eta alpha|^k exactly (lem-invisible)
+    np.testing.assert_allclose(r["unseen"][:20], r["lin_unseen"][:20], rtol=1e-9)
+    # loss with weight decay, before the update
+    np.testing.assert_allclose(r["loss"][0, 0], stability.sun_loss(
+        torch.from_numpy(w0), img, label, 2.0).item(), rtol=1e-12)
+    # linear model along c: mu = ||c||^2 (delta^2/16 - 1/4)
+    delta = (n_plus - n_minus) / (n_plus + n_minus)
+    assert abs(float(r["mu"]) - cn**2 * (delta**2 / 16 - 0.25)) < 1e-12
+    with pytest.raises(ValueError, match="w0"):
+        stability.sun_toy_runs(w0[:3], (0.1,), 2.0, 5, c, n_plus, n_minus)
+    with pytest.raises(ValueError, match="lrs"):
+        stability.sun_toy_runs(w0, (), 2.0, 5, c, n_plus, n_minus)
+
+
+def test_lastbit_accuracy_avg_and_spread_ratio() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 4, generator=g)
+    labels = torch.randint(0, 3, (40,), generator=g)
+    y = torch.nn.functional.one_hot(labels, 3).float()
+    make = lambda seed: nets.mlp((4, 8, 3), "tanh", init="pytorch", dtype=torch.float32,
+                                 seed=seed)
+    acc = stability.lastbit_accuracy_avg(make, nets.square_loss, x, y, eta=0.1, ks=(1, 3),
+                                         seeds=(0, 1), steps=20, last=10, every=5,
+                                         test_inputs=x, test_labels=labels)
+    assert acc["mean"].shape == (2, 2) and np.all((0 <= acc["mean"]) & (acc["mean"] <= 1))
+    final = train.accuracy(train.gd(make(0), nets.square_loss, x, y, lr=0.1, steps=20).model,
+                           x, labels)
+    runs = [train.gd(make(0), nets.square_loss, x, y, lr=0.1, steps=s).model for s in (10, 15)]
+    expect = np.mean([train.accuracy(m, x, labels) for m in runs] + [final])
+    assert acc["mean"][0, 0] == pytest.approx(expect) and acc["final"][0, 0] == final
+    with pytest.raises(ValueError, match="last"):
+        stability.lastbit_accuracy_avg(make, nets.square_loss, x, y, eta=0.1, ks=(1,),
+                                       seeds=(0,), steps=5, last=10, every=1, test_inputs=x,
+                                       test_labels=labels)
+    table = np.array([[1.0, 2.0, 3.0], [4.0, 6.0, 5.0], [9.0, 7.0, 8.0]])
+    sr = stability.spread_ratio(table, n_boot=200)
+    assert sr["pert"] == pytest.approx(1.0)
+    assert sr["seed"] == pytest.approx(np.mean([np.sqrt(98 / 6), np.sqrt(7), np.sqrt(19 / 3)]))
+    assert sr["ratio"] == pytest.approx(sr["pert"] / sr["seed"]) and sr["ci"][0] <= sr["ci"][1]
+    with pytest.raises(ValueError, match="acc"):
+        stability.spread_ratio(np.ones(3))
+    with pytest.raises(ValueError, match="level"):
+        stability.spread_ratio(table, level=1.5)
+
+
+def test_top2_along_and_flow_departure() -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(30, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(30, 2, generator=g, dtype=torch.float64)
+    net = nets.mlp((3, 6, 2), "tanh", init="pytorch", dtype=torch.float64, seed=0)
+    r = stability.top2_along(net, nets.square_loss, x, y, eta=0.1, start=2, stop=10, every=4,
+                             tol=1e-10)
+    assert list(r["steps"]) == [2, 6, 10] and r["values"].shape == (3, 2)
+    assert np.all(r["values"][:, 0] >= r["values"][:, 1]) and r["converged"].all()
+    assert r["overlap"].shape == (2, 2, 2) and np.all(r["overlap"] <= 1 + 1e-12)
+    with pytest.raises(ValueError, match="stop"):
+        stability.top2_along(net, nets.square_loss, x, y, eta=0.1, start=5, stop=2, every=1)
+    steps = np.arange(0, 100, 10)
+    c_norm = np.arange(10.0)
+    dist = 0.1 * c_norm * np.where(steps >= 70, 5.0, 1.0)
+    dep = stability.flow_departure(steps, dist, c_norm, 0.1, 40)
+    assert dep["depart"] == 70 and dep["last_on"] == 60 and dep["level"] == pytest.approx(1)
+    with pytest.raises(ValueError, match="crossing"):
+        stability.flow_departure(steps, dist, c_norm, 0.1, 0)

@@ -21,7 +21,13 @@ fixed).  The computation runs in the parameters' dtype; ``inputs`` must have tha
 * :func:`eigenvalues` -- the one entry point: the sharpness ``lambda_max`` (Cohen et al. 2021),
   ``lambda_min`` (Elkabetz & Cohen 2021) or both ends of a model's loss Hessian (``which``).
 * :class:`EigenTracker` and :func:`eigenvalues_along` -- eigenvalues along a trajectory, each
-  Lanczos run warm-started from the previous point's eigenvectors.
+  Lanczos run warm-started from the previous point's eigenvectors, mixed with a random
+  vector, with a cold start every few calls (a warm start alone could certify the second
+  eigenpair after the top two swap).
+
+Ritz values are inner bounds: the top Ritz value is at most ``lambda_max`` and the bottom one
+at least ``lambda_min`` (Cauchy interlacing), so sharpness and ``|lambda_min|`` are never
+overestimated, and integrals of them are lower bounds.
 * :func:`dense_hessian` -- the full ``(P, P)`` Hessian (``torch.func.jacrev`` of
   ``torch.func.grad``), for tests and small models.
 
@@ -588,7 +594,9 @@ def eigenvalues(
     evaluate at these flat parameters instead of the model's.  With ``return_info=True``
     returns ``(values, EigenInfo)``; ``info.n_hvp`` counts the Hessian-vector products.
     Raises ``RuntimeError`` if not converged within ``max_iter`` (unless
-    ``require_convergence=False``).
+    ``require_convergence=False``).  The values are Ritz values, inner bounds of the spectrum:
+    the top ones are at most the true eigenvalues, the bottom ones at least (so a sharpness
+    or a ``|lambda_min|`` from here can only be underestimated).
     """
     if which not in ENDS:
         raise ValueError(f"which must be one of {tuple(ENDS)}, got {which!r}")
@@ -618,15 +626,37 @@ class EigenTracker:
     dtype and device.  ``seed + seed_step * i`` seeds the ``i``-th call.  With
     ``nonfinite="nan"``, non-finite parameters or Hessian-vector products give ``nan`` values
     (GD diverging) instead of raising ``FloatingPointError``.
+
+    Safeguards of the warm start.  A residual test certifies that a Ritz value lies close to
+    *an* eigenvalue, not that it is the extreme one: a start vector almost parallel to the
+    second eigenvector (after the top two swap, as at the edge of stability) has a tiny
+    component along the first and can certify the second.  So the warm start is mixed with a
+    Gaussian vector of the call's seed, ``v0 = u/|u| + mix * r/|r|`` (``mix``, default 0.5,
+    gives the wanted eigenvector a component of order ``mix / sqrt(P)`` whatever the previous
+    vector), and every ``cold_every``-th call (default 10; 0: never) starts cold from the
+    random vector alone.  ``mix=0, cold_every=0`` is the unguarded warm start.
+
+    Ritz values are inner bounds: every Ritz value lies in ``[lambda_min, lambda_max]``, so
+    the top value underestimates ``lambda_max`` and the bottom one overestimates
+    ``lambda_min`` (both are pulled towards the inside of the spectrum); a sharpness from
+    here is never above the true one, a negative ``lambda_min`` never larger in
+    modulus than the true one, and an integral of ``max(0, -lambda_min)`` is a lower bound.
     """
 
     def __init__(self, loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor, *,
                  which: str = "top", k: int = 1, tol: float | None = None,
                  max_iter: int | None = None, seed: int = 0, seed_step: int = 0,
                  method: str = DEFAULT_HVP_METHOD, warm_start: bool = True,
-                 normalize: bool = True, nonfinite: str = "nan") -> None:
+                 normalize: bool = True, nonfinite: str = "nan", mix: float = 0.5,
+                 cold_every: int = 10) -> None:
         if which not in ENDS:
             raise ValueError(f"which must be one of {tuple(ENDS)}, got {which!r}")
+        if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not (
+                math.isfinite(mix) and mix >= 0):
+            raise ValueError(f"mix must be a finite number >= 0, got {mix!r}")
+        if isinstance(cold_every, bool) or not isinstance(cold_every, int) or cold_every < 0:
+            raise ValueError(f"cold_every must be an int >= 0, got {cold_every!r}")
+        self.mix, self.cold_every = float(mix), cold_every
         if nonfinite not in ("nan", "raise"):
             raise ValueError(f"nonfinite must be 'nan' or 'raise', got {nonfinite!r}")
         self.loss_fn, self.inputs, self.targets = loss_fn, inputs, targets
@@ -659,10 +689,11 @@ class EigenTracker:
                 finite = bool(np.all(np.isfinite(np.asarray(theta, dtype=np.float64))))
             if not finite:
                 return nan, 0, False
+        v0 = self._start(seed, sum(p.numel() for p in params))
         try:
             vals, info = eigenvalues(
                 model, self.loss_fn, x, y, self.k, which=self.which,
-                v0=self.vector if self.warm_start else None, tol=self.tol,
+                v0=v0, tol=self.tol,
                 max_iter=self.max_iter, seed=seed, method=self.method, theta=theta,
                 require_convergence=False, return_info=True)
         except FloatingPointError:
@@ -678,6 +709,22 @@ class EigenTracker:
         else:
             self.vector = functools.reduce(torch.add, info.vectors.unbind(1))
         return vals.numpy(), info.n_hvp, info.converged
+
+    def _start(self, seed: int, n: int) -> torch.Tensor | None:
+        """The start vector of this call: ``None`` (cold) on the first call, without warm
+        starts and every ``cold_every``-th call; else the warm start mixed with the seed's
+        Gaussian vector."""
+        cold = (not self.warm_start or self.vector is None
+                or (self.cold_every > 0 and (self.calls - 1) % self.cold_every == 0))
+        if cold:
+            return None
+        if self.mix == 0:
+            return self.vector
+        # the same Gaussian vector that lanczos(seed=seed) would start from
+        r = torch.randn(n, generator=torch.Generator(device="cpu").manual_seed(seed),
+                        dtype=torch.float64).to(self.vector.device)
+        u = self.vector.to(torch.float64)
+        return u / u.norm() + self.mix * r / r.norm()
 
 
 @dataclass

@@ -24,6 +24,8 @@ __all__ = [
     "quadratic_mode_runs", "sharpness_runs", "lastbit_accuracy", "lastbit_statistics",
     "checkerboard", "weight_decay_runs", "restrained_runs", "sun_pi", "sun_phi_1", "sun_phi_2",
     "sun_map", "sun_curvature", "sun_full_loss_grad", "summed_top_eigenvalue",
+    "sun_toy_runs", "sun_toy_conv_check", "lastbit_accuracy_avg", "spread_ratio", "top2_along",
+    "flow_departure",
 ]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -376,3 +378,239 @@ def summed_top_eigenvalue(image: torch.Tensor, kernel: int, v0: np.ndarray
     v2 = summed_map(v1)
     lam = float(v1 @ v2)
     return lam, float(np.linalg.norm(v2 - lam * v1) / lam)
+
+
+# --------------------------------------------------------------------------- Sun's toy
+def _swish(z: np.ndarray, beta: float) -> np.ndarray:
+    return z * expit(beta * z)
+
+
+def _swish_1(z: np.ndarray, beta: float) -> np.ndarray:
+    s = expit(beta * z)
+    return s + beta * z * s * (1 - s)
+
+
+def sun_toy_runs(w0: Any, lrs: Sequence[float], alpha: float, steps: int, c: np.ndarray,
+                 n_plus: int, n_minus: int, beta: float = 1.0) -> dict[str, np.ndarray]:
+    """Sun et al.'s one-layer model on a checkerboard (``single_layer/PySun.py``: swish, mean
+    pooling, logistic loss on label 1, update ``w <- w - lr (g + alpha w)``) run in the full
+    kernel space, float64 as their NumPy script, exploiting that every patch is ``+c`` or
+    ``-c`` (``n_plus`` and ``n_minus`` of them): each convolution output is ``+-<c, w>``, and
+    the gradient is ``(n_plus s'(a) - n_minus s'(-a)) / N * dl/dp * c``, the same numbers as
+    the convolution up to the order of its sums.  Arrays ``(steps + 1, len(lrs))``: ``loss``
+    (with its weight-decay term, before each update, as their plot), ``seen`` ``<w, c_hat>``,
+    ``unseen`` ``||w - <w, c_hat> c_hat||``; the linearised model's ``lin_seen`` and
+    ``lin_unseen`` (gradient ``g0 + (H0 + alpha) w`` at ``w = 0``, prop-linear-wd), and
+    ``mu`` (its curvature along ``c``).  Overflow gives inf/nan silently."""
+    lrs_a = np.asarray(_check_etas(lrs, "lrs"), dtype=float)
+    steps = check_count(steps, "steps")
+    n_plus, n_minus = check_count(n_plus, "n_plus"), check_count(n_minus, "n_minus")
+    c = np.asarray(c, dtype=np.float64).reshape(-1)
+    w0 = np.asarray(w0, dtype=np.float64).reshape(-1)
+    if w0.shape != c.shape:
+        raise ValueError(f"w0 must have the shape of c {c.shape}, got {w0.shape}")
+    if not np.isfinite(alpha) or alpha < 0:
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+    n = n_plus + n_minus
+    c_hat = c / np.linalg.norm(c)
+    W = np.tile(w0, (len(lrs_a), 1))
+    out = {name: np.full((steps + 1, len(lrs_a)), np.nan) for name in ("loss", "seen", "unseen")}
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(steps + 1):
+            a = W @ c
+            p = (n_plus * _swish(a, beta) + n_minus * _swish(-a, beta)) / n
+            ww = np.einsum("ij,ij->i", W, W)
+            out["loss"][k] = np.logaddexp(0.0, -p) + 0.5 * alpha * ww
+            seen = W @ c_hat
+            out["seen"][k] = seen
+            out["unseen"][k] = np.linalg.norm(W - seen[:, None] * c_hat, axis=1)
+            if k == steps:
+                break
+            dl_dp = -expit(-p)
+            coef = dl_dp * (n_plus * _swish_1(a, beta) - n_minus * _swish_1(-a, beta)) / n
+            W = W - lrs_a[:, None] * (coef[:, None] * c + alpha * W)
+    # the linear model: H0 = mu c_hat c_hat^T, g0 = -(delta / 4) c with delta = (n+ - n-)/N
+    delta, c2 = (n_plus - n_minus) / n, float(c @ c)
+    mu = c2 * (delta**2 / 16 - beta / 4)
+    g0_seen = -delta * math.sqrt(c2) / 4
+    k_idx = np.arange(steps + 1)[:, None]
+    u_star = -g0_seen / (mu + alpha)
+    u0 = float(w0 @ c_hat)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out["lin_seen"] = u_star + (1 - lrs_a * (mu + alpha)) ** k_idx * (u0 - u_star)
+        out["lin_unseen"] = (np.abs(1 - lrs_a * alpha) ** k_idx
+                             * np.linalg.norm(w0 - u0 * c_hat))
+    out["mu"] = np.asarray(mu)
+    return out
+
+
+def sun_toy_conv_check(w0: Any, lr: float, alpha: float, steps: int, image: torch.Tensor,
+                       label: torch.Tensor, c: np.ndarray, n_plus: int, n_minus: int,
+                       beta: float = 1.0) -> float:
+    """The largest relative difference, over ``steps`` GD steps at ``lr``, between
+    :func:`sun_toy_runs` and GD through the full convolution (:func:`sun_full_loss_grad`,
+    float64) on ``image``: of the kernel, of the loss and of the seen component."""
+    lr = check_positive(lr, "lr")
+    steps = check_count(steps, "steps")
+    fast = sun_toy_runs(w0, (lr,), alpha, steps, c, n_plus, n_minus, beta)
+    c_hat = np.asarray(c, dtype=np.float64).reshape(-1) / np.linalg.norm(c)
+    w = np.asarray(w0, dtype=np.float64).reshape(-1).copy()
+    worst = 0.0
+    for k in range(steps + 1):
+        loss, g = sun_full_loss_grad(w, image, label, alpha, beta)
+        seen = float(w @ c_hat)
+        worst = max(worst, abs(loss / fast["loss"][k, 0] - 1),
+                    abs(seen - fast["seen"][k, 0]) / max(abs(seen), 1e-300))
+        w = w - lr * g
+    return worst
+
+
+# --------------------------------------------------------------------------- last-bit spread
+def lastbit_accuracy_avg(make_net: Callable[[int], nn.Module], loss_fn: LossFn,
+                         inputs: torch.Tensor, targets: torch.Tensor, *, eta: float,
+                         ks: Sequence[int], seeds: Sequence[int], steps: int, last: int,
+                         every: int, test_inputs: torch.Tensor, test_labels: torch.Tensor
+                         ) -> dict[str, np.ndarray]:
+    """Test accuracy of GD with the step applied as ``fl(eta k) fl(g/k)`` (Sun et al.'s last-bit
+    family, :func:`train.gd` with ``lastbit_k``) for each seed (``make_net(seed)``) and ``k``:
+    ``mean``, averaged over the records every ``every`` steps in the last ``last`` steps (as
+    Sun et al. average over the last epochs), and ``final``, after the last step; each
+    ``(len(seeds), len(ks))`` fractions."""
+    if not callable(make_net):
+        raise TypeError("make_net must be callable: seed -> network")
+    steps, last, every = (check_count(steps, "steps"), check_count(last, "last"),
+                          check_count(every, "every"))
+    if last > steps:
+        raise ValueError(f"last must be <= steps={steps}, got {last}")
+    eta = _check_etas((eta,), "eta")[0]
+    ks = tuple(check_count(k, "ks[i]") for k in ks)
+    seeds = tuple(int(s) for s in seeds)
+    if not ks or not seeds:
+        raise ValueError("ks and seeds must not be empty")
+    first = steps - last
+
+    def acc_hook(m: nn.Module, k: int) -> float:
+        return train.accuracy(m, test_inputs, test_labels) if k >= first else math.nan
+
+    acc = {"mean": np.zeros((len(seeds), len(ks))), "final": np.zeros((len(seeds), len(ks)))}
+    for i, seed in enumerate(seeds):
+        net = make_net(seed)
+        for j, kk in enumerate(ks):
+            run = train.gd(net, loss_fn, inputs, targets, lr=eta, steps=steps, lastbit_k=kk,
+                           record_every=every, hooks={"acc": acc_hook})
+            values = np.asarray(run.history["acc"], dtype=float)
+            acc["mean"][i, j] = np.nanmean(values)
+            acc["final"][i, j] = values[-1]
+    return acc
+
+
+def spread_ratio(acc: np.ndarray, *, n_boot: int = 2000, level: float = 0.9,
+                 seed: int = 0) -> dict[str, Any]:
+    """Spreads of a ``(seeds, perturbations)`` table: ``pert`` (std over the perturbations,
+    mean over seeds), ``seed`` (std over seeds, mean over perturbations), their ``ratio`` and
+    a percentile bootstrap interval ``ci`` of the ratio at ``level``, resampling seeds and
+    perturbations (rows and columns) independently with replacement."""
+    acc = np.asarray(acc, dtype=float)
+    if acc.ndim != 2 or min(acc.shape) < 2:
+        raise ValueError(f"acc must be a 2-D table with at least 2 rows and columns, "
+                         f"got shape {acc.shape}")
+    n_boot = check_count(n_boot, "n_boot")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+
+    def spreads(a: np.ndarray) -> tuple[float, float]:
+        return a.std(axis=1, ddof=1).mean(), a.std(axis=0, ddof=1).mean()
+
+    pert, sd = spreads(acc)
+    rng = np.random.default_rng(seed)
+    ratios = np.empty(n_boot)
+    for b in range(n_boot):
+        rows = rng.integers(0, acc.shape[0], acc.shape[0])
+        cols = rng.integers(0, acc.shape[1], acc.shape[1])
+        p, s = spreads(acc[np.ix_(rows, cols)])
+        ratios[b] = p / s if s > 0 else np.nan
+    lo, hi = np.nanquantile(ratios, [(1 - level) / 2, (1 + level) / 2])
+    return {"pert": pert, "seed": sd, "ratio": pert / sd, "ci": (float(lo), float(hi))}
+
+
+# --------------------------------------------------------------------------- top two at the edge
+def top2_along(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor,
+               *, eta: float, start: int, stop: int, every: int, tol: float = 1e-6
+               ) -> dict[str, np.ndarray]:
+    """GD from ``model`` (not modified) at ``eta``, and at steps ``start, start + every, ...
+    <= stop`` the two largest Hessian eigenvalues (cold-started Lanczos, residual
+    ``<= tol ||H||``) and their eigenvectors.  ``values`` ``(n, 2)``, ``steps``, ``overlap``
+    ``(n - 1, 2, 2)`` (``|<u_i(j), u_l(j+1)>|``), ``swap`` (the previous top eigenvector is
+    closer to the new second one than to the new top one) and ``converged``."""
+    eta = _check_etas((eta,), "eta")[0]
+    start, stop, every = (check_count(start, "start"), check_count(stop, "stop"),
+                          check_count(every, "every"))
+    if stop < start:
+        raise ValueError(f"stop must be >= start={start}, got {stop}")
+    vals: list[np.ndarray] = []
+    vecs: list[np.ndarray] = []
+    steps: list[int] = []
+    ok: list[bool] = []
+
+    def hook(m: nn.Module, k: int) -> float:
+        if k < start or (k - start) % every:
+            return math.nan
+        v, info = hessian.eigenvalues(m, loss_fn, inputs, targets, k=2, tol=tol, seed=k,
+                                      require_convergence=False, return_info=True)
+        vals.append(v.numpy())
+        vecs.append(info.vectors.numpy())
+        steps.append(k)
+        ok.append(info.converged)
+        return float(v[0])
+
+    train.gd(model, loss_fn, inputs, targets, lr=eta, steps=stop, hooks={"top2": hook})
+    V = np.stack(vecs)
+    overlap = np.abs(np.einsum("nai,naj->nij", V[:-1], V[1:]))
+    return {"values": np.stack(vals), "steps": np.asarray(steps), "overlap": overlap,
+            "swap": overlap[:, 0, 1] > overlap[:, 0, 0], "converged": np.asarray(ok)}
+
+
+# --------------------------------------------------------------------------- leaving the flow
+def flow_departure(steps: Any, dist: Any, c_norm: Any, eta: float, crossing: int,
+                   thetas: Any = None, model: nn.Module | None = None,
+                   loss_fn: LossFn | None = None, inputs: torch.Tensor | None = None,
+                   targets: torch.Tensor | None = None, tol: float = 1e-6) -> dict[str, Any]:
+    """When GD leaves the gradient flow.  ``steps`` (records, the first 0), ``dist``
+    (``||theta_k - theta(k eta)||``), ``c_norm`` (``||C(k eta)||``, the first-order term of
+    gd-vs-flow's lem-first-order) at those records; ``crossing``: GD's step of ``S >= 2/eta``.
+    Returns ``ratio`` (``d / (eta ||C||)`` from the second record on), ``level`` (its mean up
+    to the crossing), ``depart`` (first record with ratio > 2 level, or ``None``), ``last_on``
+    (last record before it within 10 % of the level).  With ``thetas`` (GD's parameters at
+    the records, rows) and ``model``/``loss_fn``/``inputs``/``targets``, also ``proj``: the
+    fraction ``|<theta_k - theta(k eta), u_k>| / d`` of the gap along the top Hessian
+    eigenvector ``u_k`` at GD's iterate (Lanczos at ``tol``; ``gap``: rows of the gap)."""
+    steps, dist, c_norm = (np.asarray(a, dtype=float) for a in (steps, dist, c_norm))
+    if not (steps.shape == dist.shape == c_norm.shape) or steps.ndim != 1 or len(steps) < 3:
+        raise ValueError("steps, dist and c_norm must be 1-D of the same length >= 3")
+    eta = check_positive(eta, "eta")
+    crossing = check_count(crossing, "crossing")
+    ratio = dist[1:] / (eta * c_norm[1:])
+    st = steps[1:]
+    pre = ratio[st <= crossing]
+    if len(pre) == 0:
+        raise ValueError(f"no record at or before crossing={crossing}")
+    level = pre.mean()
+    off = ratio > 2 * level
+    depart = int(st[np.argmax(off)]) if off.any() else None
+    on = (np.abs(ratio / level - 1) <= 0.1) & (st < (depart if depart is not None else np.inf))
+    out: dict[str, Any] = {"ratio": ratio, "steps": st, "level": level, "pre": pre,
+                           "depart": depart, "last_on": int(st[on].max()) if on.any() else None}
+    if thetas is not None:
+        if model is None or loss_fn is None or inputs is None or targets is None:
+            raise ValueError("thetas needs model, loss_fn, inputs and targets")
+        gap = np.asarray(thetas["gap"], dtype=float)
+        rows = np.asarray(thetas["gd"], dtype=float)
+        proj = np.empty(len(rows))
+        for i, row in enumerate(rows):
+            _, info = hessian.eigenvalues(model, loss_fn, inputs, targets, tol=tol, seed=i,
+                                          theta=torch.from_numpy(row), return_info=True,
+                                          require_convergence=False)
+            u = info.vectors[:, 0].numpy()
+            proj[i] = abs(gap[i] @ u) / max(np.linalg.norm(gap[i]), 1e-300)
+        out["proj"] = proj
+    return out
