@@ -414,3 +414,63 @@ def test_yarotsky_references_match_the_closed_forms() -> None:
         assert r["err_float"] == pytest.approx(r["err_exact"], rel=1e-8)
     with pytest.raises(ValueError):
         approx.yarotsky_references([0])
+
+
+def test_trained_outer_weights_are_parameters_and_train() -> None:
+    net0 = approx.BreakpointNet.random(8, 2, seed=3)
+    z = approx.zero_output_start(net0, train_outer=True)
+    assert z.train_outer and any(p is z.signs for p in z.parameters())
+    assert not any(p is net0.signs for p in net0.parameters())
+    assert float(z(torch.linspace(-1, 1, 11, dtype=torch.float64)).detach().abs().max()) < 1e-12
+    r = approx.train_breakpoint_nets(data.gaussian_bump, 8, 2, 20, [20], net0=z, sharpness=False)
+    assert not torch.equal(r["net"].signs, z.signs)            # the outer weights moved
+    assert np.all(r["err"][-1] < z.l2_errors(data.gaussian_bump))
+    assert r["net"].member(1).train_outer
+    with pytest.raises(ValueError, match="signs"):
+        approx.BreakpointNet(torch.zeros(2, dtype=torch.float64), torch.tensor([1.0, 0.5]))
+
+
+def test_step_size_scale_and_large_steps() -> None:
+    r = approx.train_breakpoint_nets(data.gaussian_bump, 16, 2, 10, [10], seed=4, lr_scale=0.5)
+    np.testing.assert_allclose(r["eta"] * r["lam0"], 0.5, rtol=1e-12)
+    assert abs(r["sharp0"] - 0.5) < 1e-8
+    big = approx.train_breakpoint_nets(data.gaussian_bump, 16, 2, 400, [400], seed=4, lr_scale=50.0,
+                                       sharpness=False)
+    # the model is bounded in theta on [-1, 1] (breakpoints that leave switch off): no blow-up
+    assert (big["diverged"] is None and np.all(np.isfinite(big["err"]))) or np.all(np.isinf(big["err"]))
+    with pytest.raises(ValueError, match="lr_scale"):
+        approx.train_breakpoint_nets(data.gaussian_bump, 8, 1, 10, [10], lr_scale=0.0)
+
+
+def test_optimise_breakpoints_never_worsens_and_stays_above_lemma_c() -> None:
+    g = data.gaussian_bump
+    err, cells = approx.model_upper_bound(g, 32)
+    net = approx.balanced_configuration(g, 32, cells)
+    signs = net.signs.clone()
+    best = approx.optimise_breakpoints(g, net, 200)
+    assert best.shape == (1,) and best[0] <= err + 1e-15
+    assert best[0] > approx.lemma_c_bound(g, 32, np.linspace(-1, 1, 20_001))
+    torch.testing.assert_close(net.signs, signs)                   # signs fixed
+    with pytest.raises(ValueError, match="lr"):
+        approx.optimise_breakpoints(g, net, 10, lr=-1.0)
+
+
+def test_authors_setting_runs_in_float32_and_improves() -> None:
+    g = data.gaussian_bump
+    errs = approx.authors_setting(g, 16, 3, 400, [1, 400], seed=1, decay_every=200)
+    assert errs.shape == (2, 3) and np.all(errs[1] < errs[0])
+    again = approx.authors_setting(g, 16, 3, 400, [1, 400], seed=1, decay_every=200)
+    np.testing.assert_array_equal(errs, again)
+    with pytest.raises(ValueError, match="horizons"):
+        approx.authors_setting(g, 16, 1, 10, [20])
+
+
+def test_train_relu_ensemble_from_a_given_start() -> None:
+    rule = data.quadrature(64, order=2, interval=(0.0, 1.0))
+    nets = [sawtooth.yarotsky_square_net(2) for _ in range(2)]
+    start = approx.EnsembleMLP.from_sequentials(nets)
+    out = approx.train_relu_ensemble([4, 4], 2, 0, lambda x: x**2, rule, 4, start=start)
+    np.testing.assert_allclose(out["err0"], 4.0**-2 / math.sqrt(30), rtol=1e-8)
+    assert np.all(out["pieces0"] == 4)
+    with pytest.raises(ValueError, match="start"):
+        approx.train_relu_ensemble([4], 2, 0, lambda x: x**2, rule, 4, start=start)

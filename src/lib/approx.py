@@ -34,7 +34,8 @@ Contents:
   width, errors at several horizons) and :func:`breakpoint_width_sweep` (over the widths, with
   breakpoint movement and kernel drift); the controls :func:`zero_output_start`,
   :func:`linearised_floor`, :func:`lemma_c_bound`, :func:`balanced_configuration`,
-  :func:`model_upper_bound`; the ``x^2`` runs :func:`train_relu_ensemble` and the
+  :func:`model_upper_bound`, :func:`optimise_breakpoints` (the model's floor from above) and
+  Gentile and Welper's own setting :func:`authors_setting`; the ``x^2`` runs :func:`train_relu_ensemble` and the
   construction's table :func:`yarotsky_references`.
 
 Everything computes in the dtype it is given (float64 in the book) and on the CPU by default.
@@ -64,7 +65,8 @@ __all__ = [
     "SplineFit", "spline_projection", "adapted_knots", "pl_l2_error",
     "yarotsky_l2_error_sq_exact", "PowerFit", "fit_power_law",
     "train_breakpoint_nets", "breakpoint_width_sweep", "zero_output_start", "linearised_floor",
-    "lemma_c_bound", "balanced_configuration", "model_upper_bound", "train_relu_ensemble",
+    "lemma_c_bound", "balanced_configuration", "model_upper_bound", "optimise_breakpoints",
+    "authors_setting", "train_relu_ensemble",
     "yarotsky_references",
 ]
 
@@ -89,7 +91,8 @@ class BreakpointNet(nn.Module):
 
     The model of Gentile and Welper (arXiv 2209.08399): one hidden layer of width ``m`` with
     input weight 1, trained biases (the *breakpoints* ``theta``, a parameter of shape
-    ``(S, m)``) and fixed output weights ``a / sqrt(m)`` with signs ``a = +-1`` (a buffer).
+    ``(S, m)``) and fixed output weights ``a / sqrt(m)`` with signs ``a = +-1`` (a buffer; with
+    ``train_outer`` a parameter started at ``signs``, the control with trained outer weights).
     ``forward`` maps inputs ``(n,)`` or ``(n, 1)`` to outputs ``(n, S)``: column ``s`` is
     member ``s``.  The members share nothing, so GD on a sum of their losses is GD on each.
 
@@ -103,7 +106,7 @@ class BreakpointNet(nn.Module):
     matrix.  :meth:`dense_forward` is the plain sum of ReLUs (for tests).
     """
 
-    def __init__(self, breakpoints: torch.Tensor, signs: torch.Tensor) -> None:
+    def __init__(self, breakpoints: torch.Tensor, signs: torch.Tensor, *, train_outer: bool = False) -> None:
         super().__init__()
         for name, value in (("breakpoints", breakpoints), ("signs", signs)):
             if not isinstance(value, torch.Tensor):
@@ -118,10 +121,14 @@ class BreakpointNet(nn.Module):
             raise ValueError(f"signs must have the shape of breakpoints {tuple(breakpoints.shape)}, "
                              f"got {tuple(signs.shape)}")
         a = signs.detach().clone().to(theta.dtype).reshape(theta.shape)
-        if not torch.all(a.abs() == 1):
-            raise ValueError("signs must all be +1 or -1")
+        if not (torch.all(torch.isfinite(a)) if train_outer else torch.all(a.abs() == 1)):
+            raise ValueError("signs must all be +1 or -1 (finite when train_outer)")
         self.theta = nn.Parameter(theta)
-        self.register_buffer("signs", a)
+        self.train_outer = bool(train_outer)   # True: the outer weights a_r are trained too
+        if self.train_outer:
+            self.signs = nn.Parameter(a)
+        else:
+            self.register_buffer("signs", a)
 
     @classmethod
     def random(cls, m: int, members: int = 1, *, interval: tuple[float, float] = (-1.0, 1.0),
@@ -192,7 +199,7 @@ class BreakpointNet(nn.Module):
         s = check_count(s, "s", 0)
         if s >= self.members:
             raise ValueError(f"s must be < {self.members}, got {s}")
-        return BreakpointNet(self.theta.detach()[s], self.signs[s])
+        return BreakpointNet(self.theta.detach()[s], self.signs.detach()[s], train_outer=self.train_outer)
 
     def to_sequential(self, s: int = 0) -> nn.Sequential:
         """Member ``s`` as ``Linear(1, m) -> ReLU -> Linear(m, 1)`` (weights 1, biases
@@ -592,13 +599,14 @@ def _check_horizons(steps: int, horizons: Sequence[int]) -> list[int]:
 def train_breakpoint_nets(target: Target, m: int, members: int, steps: int, horizons: Sequence[int],
                           *, interval: tuple[float, float] = (-1.0, 1.0), panels_per_width: int = 2,
                           seed: int | None = None, sharpness: bool = True,
-                          net0: BreakpointNet | None = None) -> dict:
+                          net0: BreakpointNet | None = None, lr_scale: float = 1.0) -> dict:
     """GD on ``members`` breakpoint nets of width ``m`` on the quadrature loss of ``target``
     (composite 2-point Gauss-Legendre on ``panels_per_width * m`` panels), each member with its
     own step size ``eta_s = 1 / lambda_max(H_s(theta_0))`` (one run, scaled loss).
 
     ``net0``: the starting nets (default: :meth:`BreakpointNet.random` with ``seed``, default
-    ``1000 + m``).  Returns a dict: ``quad``, ``net0``, ``net`` (trained), ``lam0`` (initial
+    ``1000 + m``); ``lr_scale``: ``eta_s = lr_scale / lambda_max(H_s(theta_0))`` (the step-size
+    sweep; a run that diverges reports ``err = inf``).  Returns a dict: ``quad``, ``net0``, ``net`` (trained), ``lam0`` (initial
     sharpness per member), ``eta``, ``err`` (exact L2 errors, horizons x members), ``sharp``
     (largest ``eta_s lambda_max(H_s)`` at the checks; NaN without ``sharpness``), ``sharp0``
     (at the start) and ``diverged`` (``train.gd``'s ``diverged_at``).
@@ -615,7 +623,9 @@ def train_breakpoint_nets(target: Target, m: int, members: int, steps: int, hori
     plain = quadrature_loss(quad.weights)
     lam0 = np.array([float(hessian.eigenvalues(net0.member(s), plain, quad.inputs, y, which="top")[0])
                      for s in range(members)])
-    eta = 1.0 / lam0.max()
+    if not (isinstance(lr_scale, (int, float)) and math.isfinite(lr_scale) and lr_scale > 0):
+        raise ValueError(f"lr_scale must be a positive finite number, got {lr_scale!r}")
+    eta = lr_scale / lam0.max()
     loss = quadrature_loss(quad.weights, lam0.max() / lam0)   # eta_s = 1 / lam0[s]
 
     def errors(model: BreakpointNet, step: int) -> np.ndarray:
@@ -627,10 +637,11 @@ def train_breakpoint_nets(target: Target, m: int, members: int, steps: int, hori
         hooks["sharp"] = train.sharpness_hook(loss, quad.inputs, y, every=max(every, steps // 4))
     run = train.gd(net0, loss, quad.inputs, y, lr=eta, steps=steps, record_every=every,
                    hooks=hooks, desc=f"m={m}")
-    at = [list(run.history["step"]).index(h) for h in horizons]
+    steps_done = list(run.history["step"])
+    err = np.array([run.history["err"][steps_done.index(h)] if h in steps_done and run.diverged_at is None
+                    else np.full(members, np.inf) for h in horizons])   # (horizons, members)
     sharp = eta * np.asarray(run.history["sharp"]) if sharpness else np.full(1, np.nan)
-    return {"quad": quad, "net0": net0, "net": run.model, "lam0": lam0, "eta": 1.0 / lam0,
-            "err": np.array([run.history["err"][i] for i in at]),        # (horizons, members)
+    return {"quad": quad, "net0": net0, "net": run.model, "lam0": lam0, "eta": lr_scale / lam0, "err": err,
             "sharp": np.nanmax(sharp) if np.isfinite(sharp).any() else math.nan,
             "sharp0": sharp[0], "diverged": run.diverged_at}
 
@@ -659,14 +670,15 @@ def breakpoint_width_sweep(target: Target, widths: Sequence[int], members: int, 
     return res
 
 
-def zero_output_start(net0: BreakpointNet) -> BreakpointNet:
+def zero_output_start(net0: BreakpointNet, train_outer: bool = False) -> BreakpointNet:
     """The zero-output control: the first ``m // 2`` breakpoints of each member of ``net0``,
-    each paired with a copy of opposite sign, so the function is 0 up to rounding."""
+    each paired with a copy of opposite sign, so the function is 0 up to rounding (with
+    ``train_outer``: the outer weights are trained too, started at the signs)."""
     if not isinstance(net0, BreakpointNet):
         raise TypeError(f"net0 must be a BreakpointNet, got {type(net0).__name__}")
     half = net0.breakpoints[:, : net0.width // 2]
-    return BreakpointNet(torch.cat([half, half], 1),
-                         torch.cat([torch.ones_like(half), -torch.ones_like(half)], 1))
+    return BreakpointNet(torch.cat([half, half], 1), torch.cat([torch.ones_like(half), -torch.ones_like(half)], 1),
+                         train_outer=train_outer)
 
 
 def linearised_floor(breakpoints: np.ndarray, nodes: np.ndarray, weights: np.ndarray,
@@ -751,14 +763,70 @@ def model_upper_bound(target: Callable[..., np.ndarray], m: int, tries: int = 5,
     return best
 
 
+def optimise_breakpoints(target: Target, net: BreakpointNet, steps: int, *, lr: float | None = None,
+                         interval: tuple[float, float] = (-1.0, 1.0), panels_per_width: int = 8) -> np.ndarray:
+    """The breakpoint model's own floor, approached from above: Adam directly on the breakpoints
+    of ``net`` (signs fixed; trained in place) for the quadrature loss of ``target`` (2-point
+    Gauss-Legendre, ``panels_per_width * m`` panels), step ``lr`` (default ``0.05/m``) decaying
+    geometrically to ``lr/100``.  Returns the exact L2 errors ``(S,)`` of the best iterate of each
+    member among the checks (every ``steps // 10``; also the start)."""
+    steps, m = check_count(steps, "steps"), net.width
+    lr = 0.05 / m if lr is None else float(lr)
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    quad = quadrature(check_count(panels_per_width, "panels_per_width") * m, order=2, interval=interval)
+    y, loss = target(quad.nodes).reshape(-1, 1), quadrature_loss(quad.weights)
+    opt = torch.optim.Adam([net.theta], lr=lr)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.01 ** (1 / steps))
+    best = net.l2_errors(target, interval)
+    for step in range(1, steps + 1):
+        opt.zero_grad()
+        loss(net(quad.nodes), y).backward()
+        opt.step()
+        sched.step()
+        if step % max(steps // 10, 1) == 0 or step == steps:
+            best = np.minimum(best, net.l2_errors(target, interval))
+    return best
+
+
+def authors_setting(target: Target, m: int, members: int, steps: int, horizons: Sequence[int], *,
+                    seed: int = 0, lr: float = 1e-3, decay_every: int = 10_000, gamma: float = 0.2,
+                    dtype: torch.dtype = torch.float32, interval: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+    """Gentile and Welper's public experiment (their ``func_approx_untrained_ar.py``, re-written):
+    the breakpoint model with i.i.d. signs and breakpoints uniform on ``interval``, Adam with
+    step ``lr`` times ``gamma`` every ``decay_every`` steps, on the mean squared error at ``2m``
+    equispaced points, in ``dtype``.  Returns exact L2 errors ``(horizons, members)``."""
+    m, members, horizons = check_count(m, "m"), check_count(members, "members"), _check_horizons(steps, horizons)
+    a, b = check_interval(interval)
+    gen = torch_generator(check_seed(seed))
+    theta = a + (b - a) * torch.rand(members, m, generator=gen, dtype=torch.float64)
+    signs = torch.randint(0, 2, (members, m), generator=gen).double() * 2 - 1
+    net = BreakpointNet(theta.to(check_dtype(dtype)), signs.to(dtype))
+    x = torch.linspace(a, b, 2 * m, dtype=torch.float64)
+    y, x = target(x).to(dtype).reshape(-1, 1), x.to(dtype)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=check_count(decay_every, "decay_every"), gamma=gamma)
+    errs = []
+    for step in range(1, steps + 1):
+        opt.zero_grad()
+        ((net(x) - y) ** 2).mean(0).sum().backward()      # each member's own MSE (Adam is per coordinate)
+        opt.step()
+        sched.step()
+        if step in horizons:
+            errs.append(net.l2_errors(target, interval))
+    return np.array(errs)
+
+
 def train_relu_ensemble(hidden: Sequence[int], members: int, seed: int, target: Target, quad: object,
-                        steps: int, interval: tuple[float, float] = (0.0, 1.0)) -> dict:
+                        steps: int, interval: tuple[float, float] = (0.0, 1.0),
+                        start: EnsembleMLP | None = None) -> dict:
     """GD on ``members`` ReLU nets ``1 -> hidden -> 1`` (:meth:`EnsembleMLP.random` with
     ``seed``) on the quadrature loss of ``target`` (rule ``quad``: ``nodes``, ``weights``,
     ``inputs``), each with ``eta_s = 1 / (2 lambda_max(Gram_s))``, for ``steps`` steps; the
-    sharpness and each member's loss recorded at the start, half-way and the end.  Returns a
-    dict: ``params``, ``err`` and ``pieces`` (exact, on ``interval``, per member), ``pieces0``
-    (at initialisation), ``diverged``, ``kinks_in``/``units`` (first-layer kinks inside
+    sharpness and each member's loss recorded at the start, half-way and the end.  ``start``:
+    the starting ensemble instead (e.g. perturbed constructions; ``hidden``, ``members`` and
+    ``seed`` must then match it).  Returns a dict: ``params``, ``err`` and ``pieces`` (exact, on
+    ``interval``, per member), ``pieces0`` and ``err0`` (at the start), ``diverged``, ``kinks_in``/``units`` (first-layer kinks inside
     ``interval`` at initialisation), ``loss_drop`` (half-way / end, per member) and ``sharp``
     (``max_s eta_s lambda_max(H_s)`` at the checks)."""
     members, steps = check_count(members, "members"), check_count(steps, "steps")
@@ -772,8 +840,12 @@ def train_relu_ensemble(hidden: Sequence[int], members: int, seed: int, target: 
         with torch.no_grad():
             return ((model(quad.inputs) - y) ** 2 * quad.weights.reshape(-1, 1)).sum(0).numpy()
 
-    ens = EnsembleMLP.random(hidden, members, seed=seed)
-    pieces0 = np.array([pieces.count_pieces(ens.member(s), interval) for s in range(members)])
+    ens = EnsembleMLP.random(hidden, members, seed=seed) if start is None else start
+    if not isinstance(ens, EnsembleMLP) or ens.members != members or ens.hidden != list(hidden):
+        raise ValueError(f"start must be an EnsembleMLP with {members} members and hidden widths {list(hidden)}")
+    an0 = [pieces.piece_analysis(ens.member(s), interval) for s in range(members)]
+    pieces0 = np.array([a.count for a in an0])
+    err0 = np.array([pl_l2_error(ens.member(s), target, interval, a.breakpoints) for s, a in enumerate(an0)])
     kink0 = -ens.biases[0].detach() / ens.weights[0].detach()[:, :, 0]   # first-layer kinks
     lam = np.array([float(torch.linalg.eigvalsh(
         ntk_gram(ens.member(s), quad.nodes, quad.weights))[-1]) for s in range(members)])
@@ -784,7 +856,7 @@ def train_relu_ensemble(hidden: Sequence[int], members: int, seed: int, target: 
     run = train.gd(ens, loss, quad.inputs, y, lr=eta, steps=steps,
                    record_every=steps // 2, hooks=hooks, desc=f"{list(hidden)}")
     member_loss = np.asarray(run.history["member_loss"])               # (0, half, end) x members
-    out = {"params": ens.parameter_count(), "err": [], "pieces": [], "pieces0": pieces0,
+    out = {"params": ens.parameter_count(), "err": [], "pieces": [], "pieces0": pieces0, "err0": err0,
            "diverged": run.diverged_at,
            "kinks_in": int(((kink0 > lo) & (kink0 < hi)).sum()), "units": int(kink0.numel()),
            "loss_drop": member_loss[1] / member_loss[-1],              # per member, half-way / end
