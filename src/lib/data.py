@@ -115,6 +115,9 @@ def digits(
     if classes is None:
         classes_t = tuple(range(10))
     else:
+        if isinstance(classes, (str, bytes)) or not all(
+                isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) for c in classes):
+            raise TypeError(f"classes must be a sequence of ints (digits 0..9), got {classes!r}")
         try:
             classes_t = tuple(sorted(int(c) for c in classes))
         except TypeError as exc:
@@ -282,6 +285,10 @@ def gauss_legendre(lo: np.ndarray, hi: np.ndarray, order: int) -> tuple[np.ndarr
                           ref_x, ref_w)
 
 
+#: Size guard of :func:`quadrature`: 10^7 nodes are 160 MB of float64 nodes and weights.
+MAX_QUADRATURE_NODES = 10**7
+
+
 def quadrature(
     panels: int,
     *,
@@ -291,7 +298,8 @@ def quadrature(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
 ) -> Quadrature:
-    """Composite quadrature on ``panels`` equal cells of ``interval``.
+    """Composite quadrature on ``panels`` equal cells of ``interval`` (at most
+    :data:`MAX_QUADRATURE_NODES` nodes in all, checked before anything is allocated).
 
     ``rule="gauss-legendre"``: ``order`` Gauss-Legendre nodes per cell (exact for polynomials
     of degree ``2 order - 1`` on each cell; error ``O(h^(2 order))`` for smooth integrands and
@@ -301,8 +309,12 @@ def quadrature(
     (``numpy.polynomial.legendre.leggauss``) and cast once to ``dtype``.
     """
     for name, value in (("panels", panels), ("order", order)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+    panels, order = int(panels), int(order)
+    if panels * order > MAX_QUADRATURE_NODES:
+        raise ValueError(f"panels * order must be at most {MAX_QUADRATURE_NODES} nodes (a size guard), "
+                         f"got panels={panels}, order={order}")
     if rule not in QUADRATURE_RULES:
         raise ValueError(f"rule must be one of {QUADRATURE_RULES}, got {rule!r}")
     if rule == "midpoint" and order != 1:

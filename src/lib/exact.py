@@ -69,11 +69,12 @@ def check_dtype(dtype: Any, name: str = "dtype", *, names: bool = True) -> torch
     raise InvalidArgumentError(f"{name} must be one of {accepted}, got {dtype!r}")
 
 
-def check_count(value: Any, name: str, minimum: int = 1) -> int:
-    """Return ``value`` as an int after checking it is an integer ``>= minimum``.
+def check_count(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """Return ``value`` as an int after checking it is an integer ``>= minimum`` (and
+    ``<= maximum`` when given: the size guards that stop a call before it allocates).
 
-    A non-integer raises :class:`InvalidArgumentError`, a small one ``ValueError``; both
-    messages name the argument.
+    A non-integer raises :class:`InvalidArgumentError`, an out-of-range one ``ValueError``;
+    both messages name the argument.
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise InvalidArgumentError(
@@ -82,6 +83,8 @@ def check_count(value: Any, name: str, minimum: int = 1) -> int:
     value = int(value)
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum} (a size guard), got {value}")
     return value
 
 

@@ -230,6 +230,9 @@ def round_to_format(x: Any, dtype: Any) -> torch.Tensor:
     """
     dtype = check_dtype(dtype)
     fmt = float_format(dtype)
+    if x is None or isinstance(x, (str, bytes)) or (
+            isinstance(x, (list, tuple)) and any(v is None or isinstance(v, (str, bytes)) for v in x)):
+        raise TypeError(f"x must be numbers (a tensor, array, list or scalar), got {x!r}")
     if isinstance(x, (list, tuple)) and any(
             isinstance(v, Rational) and not isinstance(v, (int, bool)) for v in x):
         # exact rationals: round each once, never through float64 first
@@ -276,7 +279,7 @@ def _as_float64_array(x: Any) -> np.ndarray:
 def ulp(x: Any, dtype: Any) -> np.ndarray | float:
     """The spacing of ``dtype``'s floats at ``x``: ``2^(max(e, emin) - p + 1)`` with
     ``e = floor(log2 |x|)`` (at a power of two, the spacing above it; at 0 the smallest
-    subnormal).  ``x`` a number (returns a float) or an array/tensor (returns float64 array).
+    subnormal; NaN at NaN, inf at +-inf).  ``x`` a number (returns a float) or an array/tensor (returns float64 array).
     Exact: powers of two."""
     fmt = float_format(dtype)
     scalar = np.ndim(x) == 0 and not isinstance(x, torch.Tensor)
@@ -287,6 +290,7 @@ def ulp(x: Any, dtype: Any) -> np.ndarray | float:
     e = np.maximum(ex.astype(np.int64) - 1, fmt.emin)
     out = np.ldexp(1.0, (e - fmt.precision + 1).astype(np.int64))
     out = np.where(a == 0, fmt.smallest_subnormal, out)
+    out = np.where(np.isfinite(a), out, np.where(np.isnan(a), np.nan, np.inf))  # ulp(nan) = nan, ulp(+-inf) = inf
     return float(out[0]) if scalar else out
 
 

@@ -178,7 +178,7 @@ def tent_net(depth: int, apex: float, dtype: Any = torch.float64) -> nn.Sequenti
     tent; ``apex = 1/2`` gives the hat map.  Its orbits expand errors by about
     ``exp(lib.fp.tent_lyapunov(apex))`` per layer.
     """
-    depth = check_count(depth, "depth")
+    depth = check_count(depth, "depth", maximum=4096)  # size guard: one layer per composition
     dtype = check_dtype(dtype)
     if isinstance(apex, bool) or not isinstance(apex, (int, float)) or not 0 < apex < 1:
         raise ValueError(f"apex must be a number in (0, 1), got {apex!r}")

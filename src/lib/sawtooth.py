@@ -70,6 +70,11 @@ __all__ = [
 SUPPORTED_DTYPES = FLOAT_DTYPES
 #: Hidden width of :func:`sawtooth_net` (the three ReLUs of g).
 SAWTOOTH_WIDTH = 3
+#: Size guards (checked before anything is built): a depth-``L`` sawtooth or tent network has
+#: ``L`` layers, Yarotsky's network ``m`` channels, the one-layer sawtooth ``2^L`` units.
+MAX_DEPTH = 4096
+MAX_M = 1024  # beyond float64's representability limit (m = 537)
+MAX_SHALLOW_DEPTH = 24
 #: Hidden width of :func:`yarotsky_square_net` (an accumulator plus the three ReLUs of g).
 YAROTSKY_WIDTH = 4
 
@@ -226,7 +231,7 @@ def hat(x: Any) -> Any:
 
 def sawtooth(x: Any, depth: int) -> Any:
     """``g_depth`` applied to a tensor, array or scalar with :func:`hat` (same precision)."""
-    depth = check_count(depth, "depth")
+    depth = check_count(depth, "depth", maximum=MAX_DEPTH)
     for _ in range(depth):
         x = hat(x)
     return x
@@ -234,7 +239,7 @@ def sawtooth(x: Any, depth: int) -> Any:
 
 def yarotsky_square(x: Any, m: int) -> Any:
     """``f_m(x) = x - sum_{s<=m} g_s(x)/4^s`` on a tensor, array or scalar (same precision)."""
-    m = check_count(m, "m")
+    m = check_count(m, "m", maximum=MAX_M)
     if isinstance(x, Rational) and not isinstance(x, (bool, int, np.number)):
         return yarotsky_exact(x, m)
     total, g = x, x
@@ -285,7 +290,7 @@ def sawtooth_net(depth: int, dtype: torch.dtype = torch.float64, *,
     (``6 depth + 1`` parameters) that equal ``g_depth`` on ``[0, 1]`` (for ``depth = 1`` not
     beyond 1, where ``2 relu(x) - 4 relu(x - 1/2) = 2 - 2x``).
     """
-    depth = check_count(depth, "depth")
+    depth = check_count(depth, "depth", maximum=MAX_DEPTH)
     dtype = check_dtype(dtype, names=False)
     if isinstance(units, bool) or not isinstance(units, int) or units not in (2, 3):
         raise ValueError(f"units must be 2 or 3, got {units!r}")
@@ -320,7 +325,7 @@ def yarotsky_square_net(m: int, dtype: torch.dtype = torch.float64) -> nn.Sequen
     ``2^(1-2m)``; a ``dtype`` that cannot hold them exactly (float16 for ``m > 12``) raises
     ``ValueError`` (see :func:`yarotsky_max_exact_m`).
     """
-    m = check_count(m, "m")
+    m = check_count(m, "m", maximum=MAX_M)
     dtype = check_dtype(dtype, names=False)
     what = f"yarotsky_square_net(m={m}, dtype={dtype})"
     maps = _yarotsky_blocks(m)
@@ -352,7 +357,7 @@ def yarotsky_product_net(m: int, dtype: torch.dtype = torch.float64) -> nn.Seque
     layers of width 12, ``36 + 156 (m - 1) + 13 = 156 m - 107`` parameters counting the zero
     blocks.  Error at most ``2^(-2m-1)`` for ``x, y`` in ``[0, 1]``.
     """
-    m = check_count(m, "m")
+    m = check_count(m, "m", maximum=MAX_M)
     dtype = check_dtype(dtype, names=False)
     what = f"yarotsky_product_net(m={m}, dtype={dtype})"
     maps = _yarotsky_blocks(m)
@@ -405,7 +410,7 @@ def shallow_sawtooth_net(depth: int, dtype: torch.dtype = torch.float64) -> nn.S
     ``ValueError`` where ``dtype`` cannot hold the knots or weights exactly (float16:
     depth > 11; bfloat16: depth > 8).
     """
-    depth = check_count(depth, "depth")
+    depth = check_count(depth, "depth", maximum=MAX_SHALLOW_DEPTH)
     dtype = check_dtype(dtype, names=False)
     n = 2**depth
     knots = [Fraction(i, n) for i in range(n + 1)]
