@@ -494,16 +494,53 @@ def test_resolution_rows_match_the_proposition() -> None:
 
 def test_perturbation_rows_counts_and_thresholds() -> None:
     base = st.sawtooth_net(4)
-    rows = P.perturbation_rows(base, (1e-9, 1e-3), 2, 2.0**-4)
-    assert [(r["rel"], r["seed"]) for r in rows] == [(1e-9, 0), (1e-9, 1), (1e-3, 0), (1e-3, 1)]
+    rows = P.perturbation_rows(base, (1e-9, 1e-3, 0.3), 2, 4)
+    assert [(r["rel"], r["seed"]) for r in rows][:4] == [(1e-9, 0), (1e-9, 1), (1e-3, 0), (1e-3, 1)]
     for r in rows:
-        assert r["pieces"] == P.count_pieces(N.perturbed_net(base, r["rel"], seed=r["seed"]))
-        assert r["pieces"] >= r["wider than 1e-12"] >= r["wider than 2^-L/8"] >= r["wider than half a piece"]
-    assert rows[0]["wider than half a piece"] == 16
-    with pytest.raises(ValueError, match="ideal_width"):
-        P.perturbation_rows(base, (1e-9,), 1, 0.0)
+        net = N.perturbed_net(base, r["rel"], seed=r["seed"])
+        assert r["pieces"] == P.count_pieces(net)
+        # the one definition: the visible column IS count_visible on the same net
+        assert r["visible"] == P.count_visible(net, 4)
+        assert r["pieces"] >= r["wider than 1e-12"] >= r["visible"]
+        assert r["visible"] - r["added"] == 2**4 - r["lost"]     # one-to-one matching
+    assert (rows[0]["visible"], rows[0]["lost"], rows[0]["added"], rows[0]["crossings of 1/2"]) == (16, 0, 0, 16)
+    with pytest.raises(ValueError, match="depth"):
+        P.perturbation_rows(base, (1e-9,), 1, 0)
     with pytest.raises(ValueError, match="seeds"):
-        P.perturbation_rows(base, (1e-9,), 0, 1.0)
+        P.perturbation_rows(base, (1e-9,), 0, 4)
+
+
+def test_cell_matches_counts_losses_and_additions() -> None:
+    h = 2.0**-3
+    ideal = np.arange(9) * h
+    assert P._cell_matches(ideal, 3) == (0, 0)
+    # merge cells 0 and 1 into one piece: it shares only half of itself with each -> 2 lost, 1 added
+    assert P._cell_matches(np.delete(ideal, 1), 3) == (2, 1)
+    # split cell 2 into halves: neither half is wider than h/2 -> cell 2 lost, nothing added
+    assert P._cell_matches(np.insert(ideal, 3, 2.5 * h), 3) == (1, 0)
+    # a piece covering 3h/4 of cells 2 and 3 (slivers beside it) matches neither: 2 lost, 1 added
+    shifted = np.array([0, h, 2 * h, 2.25 * h, 3.75 * h, 4 * h, 5 * h, 6 * h, 7 * h, 1.0])
+    assert P._cell_matches(shifted, 3) == (2, 1)
+    # moved by h/4: [0.25h, 1.25h] shares 3h/4 with cell 0... and cell 0 keeps its match
+    moved = np.array([0, 0.25 * h, 1.25 * h, 2 * h, 3 * h, 4 * h, 5 * h, 6 * h, 7 * h, 1.0])
+    assert P._cell_matches(moved, 3) == (0, 0)
+    # pieces centred on cell boundaries (h/2 on each side) keep no cell: cells 1-3 lost, 2 added
+    odd = np.array([0, h, 1.5 * h, 2.5 * h, 3.5 * h, 4 * h, 5 * h, 6 * h, 7 * h, 1.0])
+    assert P._cell_matches(odd, 3) == (3, 2)
+
+
+def test_no_hand_written_visibility_threshold_in_lib() -> None:
+    """The book's one definition: no module of lib compares piece widths with a threshold of
+    its own (``2.0**-L / 8`` and the like); they call ``pieces.visible_width``."""
+    import re
+    from pathlib import Path
+    pattern = re.compile(r"(\bw\b|width\w*)\s*[<>]=?\s*[^\n]*\b2(\.0)?\s*\*\*\s*\(?-")
+    offenders = []
+    for path in sorted((Path(P.__file__).parent).glob("*.py")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if pattern.search(line) and "visible_width" not in line:
+                offenders.append(f"{path.name}:{n}: {line.strip()}")
+    assert not offenders, offenders
 
 
 def test_visible_pieces_one_definition():

@@ -548,26 +548,56 @@ def resolution_rows(build: Callable[[int, torch.dtype], nn.Sequential],
     return rows
 
 
+def _cell_matches(edges: np.ndarray, depth: int) -> tuple[int, int]:
+    """``(lost, added)`` of the visible pieces between ``edges`` (a partition of ``[0, 1]``)
+    against the ``2^L`` ideal cells ``[k 2^-L, (k+1) 2^-L]`` (the pieces of ``g_L``): a piece
+    and a cell *match* if they share more than half of each (so matching is one-to-one);
+    ``lost`` counts the cells without a match, ``added`` the visible pieces without one."""
+    h, half, n = 2.0**-depth, visible_width(depth), 2**depth
+    lo, hi = edges[:-1], edges[1:]
+    vis = (hi - lo) > half
+    lo, hi = lo[vis], hi[vis]
+    first = np.minimum(np.floor(lo / h).astype(np.int64), n - 1)
+    span = np.minimum(np.floor(hi / h).astype(np.int64), n - 1) - first
+    kept, matched = set(), np.zeros(len(lo), dtype=bool)
+    for off in range(int(span.max(initial=0)) + 1):
+        k = first + off
+        overlap = np.minimum(hi, (k + 1) * h) - np.maximum(lo, k * h)
+        good = (off <= span) & (overlap > half) & (overlap > (hi - lo) / 2)
+        kept.update(k[good].tolist())
+        matched |= good
+    return n - len(kept), int((~matched).sum())
+
+
 def perturbation_rows(net: nn.Sequential, rels: Sequence[float], seeds: int,
-                      ideal_width: float) -> list[dict[str, Any]]:
-    """Exact pieces of ``net`` with every non-zero parameter perturbed by each relative amount
-    of ``rels`` (:func:`lib.nets.perturbed_net`, seeds ``0, ..., seeds - 1``), counted on
-    ``[0, 1]``.  Each row: ``rel``, ``seed``, ``pieces``, the pieces wider than ``1e-12``,
-    than ``ideal_width / 2`` (half a piece) and than ``ideal_width / 8``, the ``smallest
-    width`` and the counter's ``rational cells``.
+                      depth: int) -> list[dict[str, Any]]:
+    """Exact pieces of ``net`` (a copy of the depth-``depth`` construction) with every non-zero
+    parameter perturbed by each relative amount of ``rels`` (:func:`lib.nets.perturbed_net`,
+    seeds ``0, ..., seeds - 1``), counted on ``[0, 1]``.  Each row: ``rel``, ``seed``,
+    ``pieces``, the pieces wider than ``1e-12``, the ``visible`` pieces (:func:`count_visible`'s
+    threshold :func:`visible_width` ``(depth)``), the ideal cells ``lost`` and visible pieces
+    ``added`` (:func:`_cell_matches`), the ``crossings of 1/2`` (sign changes of ``net - 1/2``
+    at the breakpoints, float64; ``g_L``: ``2^L``), the ``smallest width`` and the counter's
+    ``rational cells``.
     """
     seeds = check_count(seeds, "seeds")
-    if not (isinstance(ideal_width, (int, float)) and math.isfinite(ideal_width) and ideal_width > 0):
-        raise ValueError(f"ideal_width must be a positive number, got {ideal_width!r}")
+    depth = check_count(depth, "depth", maximum=40)
     rows = []
     for rel in rels:
         for seed in range(seeds):
-            a = piece_analysis(nets.perturbed_net(net, rel, seed=seed))
+            perturbed = nets.perturbed_net(net, rel, seed=seed)
+            a = piece_analysis(perturbed)
             w = a.widths()
+            edges = np.concatenate([[0.0], a.breakpoints, [1.0]])
+            with torch.no_grad():
+                v = perturbed.double()(torch.tensor(edges).reshape(-1, 1)).flatten().numpy() - 0.5
+            signs = np.sign(v[v != 0])
+            lost, added = _cell_matches(edges, depth)
             rows.append({"rel": rel, "seed": seed, "pieces": a.count,
                          "wider than 1e-12": int((w > 1e-12).sum()),
-                         "wider than half a piece": int((w > ideal_width / 2).sum()),
-                         "wider than 2^-L/8": int((w > ideal_width / 8).sum()),
+                         "visible": int((w > visible_width(depth)).sum()),
+                         "lost": lost, "added": added,
+                         "crossings of 1/2": int((signs[1:] != signs[:-1]).sum()),
                          "smallest width": float(w.min()),
                          "rational cells": a.stats["exact_cells"]})
     return rows
