@@ -325,3 +325,62 @@ def test_curvature_to_loss_rejects_bad_arguments(kwargs: dict, name: str, exc: t
     args = {"level": 0.5 * mse(model(x), y).item(), "t_max": 100.0, **kwargs}
     with pytest.raises(exc, match=name):
         flows.curvature_to_loss(model, mse, x, y, args.pop("level"), **args)
+
+
+# ----------------------------------------------------------------------------- monitor_times
+def test_monitor_times_gathers_points_where_the_loss_falls() -> None:
+    # a loss that stays flat, then drops in [4, 5]: half the monitor's weight (loss and arc
+    # length) sits in that tenth of the interval, so about half the points land there
+    t = np.linspace(0.0, 10.0, 10_001)
+    loss = 1.0 - np.clip(t - 4.0, 0.0, 1.0)
+    rows = loss[:, None] * np.array([[1.0, 2.0]])
+    out = flows.monitor_times(t, loss, rows, 60)
+    assert out[0] == 0.0 and out[-1] == 10.0 and np.all(np.diff(out) > 0)
+    inside = np.sum((out > 4.0) & (out < 5.0))
+    assert 35 <= inside <= 45                      # 2/3 of the weight: ~40 of 60 intervals
+    # no stretch is left empty: the largest gap is at most 3 / n_times of the interval
+    assert np.diff(out).max() <= 3 * 10.0 / 60 + 1e-9
+
+
+def test_monitor_times_is_uniform_when_only_time_moves() -> None:
+    t = np.linspace(0.0, 2.0, 101)
+    out = flows.monitor_times(t, np.ones_like(t), np.zeros((101, 3)), 8)
+    np.testing.assert_allclose(out, np.linspace(0.0, 2.0, 9), atol=1e-12)
+
+
+@pytest.mark.parametrize("args, name", [
+    (([0.0, 1.0], [1.0], np.zeros((2, 1)), 4), "loss"),
+    (([0.0, 1.0], [1.0, 0.5], np.zeros((2, 1)), 1), "n_times"),
+])
+def test_monitor_times_rejects_bad_arguments(args: tuple, name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        flows.monitor_times(*args)
+
+
+def test_curvature_to_loss_adaptive_sampling_keeps_the_exact_integral() -> None:
+    # the saddle of the uniform test: lambda_- = 1 everywhere, so Lambda = t_level whatever the
+    # sampling; the adaptive times are increasing and span [0, t_level]
+    model, loss_fn, inputs, targets = flows.as_problem(
+        lambda th: 2 - 0.5 * th[0] ** 2 + 0.5 * th[1] ** 2, [1.0, 1.0])
+    res = flows.curvature_to_loss(model, loss_fn, inputs, targets, 1.0, t_max=10.0, n_times=8,
+                                  rtol=1e-12, atol=1e-14, sampling="adaptive", n_fine=400)
+    t_exact = np.arcsinh(1.0) / 2
+    assert res.times[0] == 0.0 and res.times[-1] == pytest.approx(t_exact, rel=1e-8)
+    assert np.all(np.diff(res.times) > 0) and len(res.times) == 9
+    assert res.Lambda_level == pytest.approx(t_exact, rel=1e-8)
+    with pytest.raises(ValueError, match="sampling"):
+        flows.curvature_to_loss(model, loss_fn, inputs, targets, 1.0, t_max=10.0,
+                                sampling="random")
+
+
+def test_curvature_to_loss_check_refines_the_grid_once() -> None:
+    # convex quadratic: lambda_- = 0, so the refined integral is 0 too; the midpoints are
+    # computed on the same flow
+    model, mse, x, y, H, w_star, w0 = _least_squares(8)
+    loss0 = mse(model(x), y).item()
+    level = 0.5 * loss0 + 0.5 * float(np.mean((x.numpy() @ w_star - y.numpy()[:, 0]) ** 2))
+    res = flows.curvature_to_loss(model, mse, x, y, level, t_max=100.0, n_times=4, check=True)
+    assert res.Lambda_check == 0.0 and res.lam_min_check.shape == (4,)
+    assert np.all(res.lam_min_check > 0)
+    plain = flows.curvature_to_loss(model, mse, x, y, level, t_max=100.0, n_times=4)
+    assert plain.Lambda_check is None and plain.lam_min_check is None

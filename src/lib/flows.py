@@ -17,7 +17,7 @@ into one vector (:class:`lib.hessian.FlatLoss`); the model itself is never modif
 * :func:`curvature_along`, :func:`negative_curvature_integral`, :func:`first_order_bound` --
   ``lambda_min``/``lambda_max`` along a trajectory and the bound's factors.
 * :func:`curvature_to_loss` -- ``Lambda = int lambda_-`` along the flow up to a loss level
-  (the initialisation-scale sweep).
+  (the initialisation-scale sweep), sampled uniformly or by :func:`monitor_times`.
 * :func:`as_problem` -- turn a plain function ``f(theta)`` into the ``(model, loss_fn, inputs,
   targets)`` the rest of the library expects (for two-dimensional examples).
 
@@ -608,7 +608,8 @@ def first_order_bound(times: Any, lam_min: Any, accel: Any) -> np.ndarray:
 class CurvatureToLoss:
     """Negative curvature along a flow up to the time it reaches a loss level.
 
-    ``times`` (uniform from 0 to ``t_level``), ``rows`` (the flattened parameters there), ``loss``, ``lam_min``, ``lam_max`` at them,
+    ``times`` (from 0 to ``t_level``: uniform, or placed by :func:`monitor_times`), ``rows``
+    (the flattened parameters there), ``loss``, ``lam_min``, ``lam_max`` at them,
     ``Lambda`` = ``int_0^t lambda_-`` (trapezoidal), ``t_level`` the flow time at which the loss
     first reaches ``level`` (a solver event), ``Lambda_level = Lambda[-1]``; ``n_grad_evals``,
     ``n_hvp`` the costs, ``converged`` whether every Lanczos run met its tolerance."""
@@ -625,20 +626,57 @@ class CurvatureToLoss:
     n_grad_evals: int
     n_hvp: int
     converged: bool
+    Lambda_check: float | None = None
+    lam_min_check: np.ndarray | None = None
+
+
+def monitor_times(times: Any, loss: Any, rows: Any, n_times: int) -> np.ndarray:
+    """``n_times + 1`` times from ``times[0]`` to ``times[-1]`` equidistributing the monitor
+    ``m = (t / T + (L_0 - L(t)) / (L_0 - L_end) + s(t) / s_end) / 3``: a third of the weight on
+    time, a third on the loss decrease and a third on the arc length ``s`` in parameter space,
+    all read off a fine sample (``times``, ``loss`` and ``rows`` of shape ``(len(times),
+    n_params)``).  Points gather where the flow moves or the loss falls fast (where it leaves a
+    plateau) without leaving long quiet stretches empty."""
+    t = _check_times(times)
+    n_times = check_count(n_times, "n_times", minimum=2)
+    lo = np.asarray(loss, dtype=np.float64)
+    r = np.asarray(rows, dtype=np.float64)
+    if lo.shape != t.shape or r.ndim != 2 or len(r) != len(t):
+        raise ValueError(f"loss and rows must have one entry per time ({len(t)}), got "
+                         f"{lo.shape} and {r.shape}")
+    if len(t) < 2 or t[-1] <= t[0]:
+        raise ValueError("times must span a positive interval")
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(r, axis=0), axis=1))])
+    drop = np.maximum.accumulate(np.maximum(lo[0] - lo, 0.0))
+    m = (t - t[0]) / (t[-1] - t[0])
+    m = m + (drop / drop[-1] if drop[-1] > 0 else 0.0) + (arc / arc[-1] if arc[-1] > 0 else 0.0)
+    out = np.interp(np.linspace(0.0, m[-1], n_times + 1), m, t)
+    out[0], out[-1] = t[0], t[-1]
+    return out
 
 
 def curvature_to_loss(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
                       targets: torch.Tensor, level: float, *, t_max: float, n_times: int = 40,
                       rtol: float = 1e-9, atol: float = 1e-11,
-                      tol: float | None = None, seed: int = 0) -> CurvatureToLoss:
+                      tol: float | None = None, seed: int = 0,
+                      sampling: str = "uniform", n_fine: int = 2000,
+                      check: bool = False) -> CurvatureToLoss:
     """The gradient flow (DOP853, dense output, float64) until its loss first reaches
     ``level`` (``RuntimeError`` if not by ``t_max``), ``lambda_min``/``lambda_max`` (Lanczos,
     :func:`curvature_along`; Ritz values, so ``lambda_-`` and ``Lambda`` can only be
-    underestimated apart from quadrature) at ``n_times + 1`` equally spaced times from 0 to the
-    level time, and ``Lambda(t) = int_0^t lambda_-``.  For the
-    initialisation-scale sweep of Elkabetz & Cohen's negative-curvature integral."""
+    underestimated apart from quadrature) at ``n_times + 1`` times from 0 to the level time,
+    and ``Lambda(t) = int_0^t lambda_-``.  ``sampling="uniform"``: equally spaced times;
+    ``"adaptive"``: :func:`monitor_times` on ``n_fine + 1`` equally spaced points of the dense
+    output (loss evaluations only).  ``check=True`` also computes ``lambda_min`` at the
+    midpoints of the grid (same flow) and returns ``Lambda_check`` (trapezoidal rule on the
+    grid refined once) and ``lam_min_check`` (at the midpoints), so the quadrature and the
+    peak of ``lambda_-`` can be checked against a refined grid.  For the initialisation-scale sweep of Elkabetz & Cohen's
+    negative-curvature integral."""
     level, t_max = check_positive(level, "level"), check_positive(t_max, "t_max")
     n_times = check_count(n_times, "n_times", minimum=2)
+    if sampling not in ("uniform", "adaptive"):
+        raise ValueError(f"sampling must be 'uniform' or 'adaptive', got {sampling!r}")
+    n_fine = check_count(n_fine, "n_fine", minimum=2)
     rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
     flat = FlatLoss(model, loss_fn, inputs, targets)
     counter = {"grad": 0, "loss": 0}
@@ -656,15 +694,32 @@ def curvature_to_loss(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
         raise RuntimeError(f"the flow did not reach loss {level:g} by t_max={t_max:g}")
     t_level = float(sol.t_events[0][0])
     t = np.linspace(0.0, t_level, n_times + 1)
+    if sampling == "adaptive":
+        fine = np.linspace(0.0, t_level, n_fine + 1)
+        fine_rows = sol.sol(fine).T
+        fine_rows[0] = y0
+        t = monitor_times(fine, _losses(flat, fine_rows, counter), fine_rows, n_times)
     rows = sol.sol(t).T.copy()
     rows[0] = y0
     loss = _losses(flat, rows, counter)
     cp = curvature_along(model, loss_fn, inputs, targets, rows, times=t, tol=tol, seed=seed)
     lam_int = negative_curvature_integral(t, cp.lam_min)
+    lam_check, mid_min, n_hvp, converged = None, None, cp.n_hvp, cp.converged
+    if check:
+        mid = 0.5 * (t[1:] + t[:-1])
+        cm = curvature_along(model, loss_fn, inputs, targets, sol.sol(mid).T.copy(), times=mid,
+                             tol=tol, seed=seed + len(t))
+        both_t = np.empty(2 * len(t) - 1)
+        both_t[0::2], both_t[1::2] = t, mid
+        both = np.empty(2 * len(t) - 1)
+        both[0::2], both[1::2] = cp.lam_min, cm.lam_min
+        lam_check = float(negative_curvature_integral(both_t, both)[-1])
+        mid_min, n_hvp, converged = cm.lam_min, n_hvp + cm.n_hvp, converged and cm.converged
     return CurvatureToLoss(level=level, times=t, rows=rows, loss=loss, lam_min=cp.lam_min,
                            lam_max=cp.lam_max, Lambda=lam_int, t_level=t_level,
                            Lambda_level=float(lam_int[-1]), n_grad_evals=counter["grad"],
-                           n_hvp=cp.n_hvp, converged=cp.converged)
+                           n_hvp=n_hvp, converged=converged, Lambda_check=lam_check,
+                           lam_min_check=mid_min)
 
 
 # ----------------------------------------------------------------------------- toy problems
