@@ -49,6 +49,15 @@ def test_perturbation_sweep_at_zero_and_small_levels() -> None:
         fpstudy.perturbation_sweep([2.5], [0.1], 1)
 
 
+def test_perturbation_sweep_counts_with_the_books_visible_width() -> None:
+    # a control that fails with the old threshold 2^-L / 8: the sweep's "visible" is count_visible
+    L, level = 4, 0.2
+    sweep = fpstudy.perturbation_sweep([L], [level], 3)
+    expect = np.mean([pieces.count_visible(nets.perturbed_net(st.sawtooth_net(L), level, seed=s), L)
+                      for s in range(3)]) / 2**L
+    assert sweep[(L, level)]["visible"] == pytest.approx(expect, abs=0)
+
+
 def test_perturbed_mse_matches_a_direct_loop() -> None:
     x, y = _data(4)
     net = st.sawtooth_net(4)

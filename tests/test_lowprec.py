@@ -133,3 +133,42 @@ def test_bad_input_names_the_argument(kwargs: dict, exc: type, match: str) -> No
     net, x, y, mode = args.pop("net"), args.pop("x"), args.pop("y"), args.pop("mode")
     with pytest.raises(exc, match=match):
         lowprec.train_in_format(net, x, y, mode, **args)
+
+
+def test_format_data_rounds_like_train_in_format() -> None:
+    x, y = _data(6)
+    xr, yr = lowprec.format_data(x, y, "mixed-bfloat16")
+    assert xr.dtype == torch.float64 and xr.shape == (32, 1)
+    assert torch.equal(xr, fp.round_to_format(x, torch.bfloat16).to(torch.float64).reshape(-1, 1))
+    assert torch.equal(yr, fp.round_to_format(y, torch.bfloat16).to(torch.float64).reshape(-1, 1))
+    assert torch.equal(lowprec.format_data(x, y, "float64")[0], x.reshape(-1, 1))
+    with pytest.raises(ValueError, match="mode"):
+        lowprec.format_data(x, y, "float8")
+    with pytest.raises(TypeError, match="x"):
+        lowprec.format_data(x.float(), y, "float16")
+
+
+def test_data_floor_is_zero_in_float64_and_grows_with_depth() -> None:
+    xr = fp.random_reals(256, seed=8)
+    x = fp.round_to_format(xr, torch.float64)
+    floors = []
+    for L in (4, 10, 14):
+        y = fp.round_to_format([saw.sawtooth_exact(v, L) for v in xr], torch.float64)
+        assert lowprec.data_floor(saw.sawtooth_net(L), x, y, "float64") < 1e-20
+        floors.append(lowprec.data_floor(saw.sawtooth_net(L), x, y, "float16"))
+    assert floors[0] < 1e-5 < floors[1] < floors[2]      # the rounded input loses g_L with depth
+    assert floors[2] > 1 / 24                             # beyond p: worse than half the constant's loss
+    with pytest.raises(ValueError, match="mode"):
+        lowprec.data_floor(saw.sawtooth_net(4), x, y, "int8")
+
+
+def test_crossings_recorded_match_fpstudy() -> None:
+    from lib import fpstudy
+    L = 5
+    x, y = _data(L)
+    start = nets.perturbed_net(saw.sawtooth_net(L), 0.05, seed=1)
+    run = lowprec.train_in_format(start, x, y, "float64", lr=1e-3, steps=2, depth=L)
+    assert run.history["crossings"][0] == fpstudy.half_crossings(start)
+    assert run.history["crossings"][-1] == fpstudy.half_crossings(run.model)
+    exact = lowprec.train_in_format(saw.sawtooth_net(L), x, y, "float64", lr=1e-3, steps=0, depth=L)
+    assert exact.history["crossings"][0] == 2**L

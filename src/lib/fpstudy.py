@@ -63,8 +63,10 @@ def perturbation_sweep(depths: Sequence[int], levels: Sequence[float],
     ``level`` (:func:`lib.nets.perturbed_net`, seeds ``0 .. seeds - 1``), counted exactly.
 
     Returns ``{(L, level): {"exact": ..., "visible": ..., "crossings of 1/2": ...}}``: the mean
-    over the seeds of all pieces, of the pieces wider than ``2^-L / 8`` and of the crossings of
-    the level 1/2 (:func:`half_crossings`), each divided by ``2^L``.
+    over the seeds of all pieces, of the visible pieces (wider than the book's one threshold
+    :func:`lib.pieces.visible_width` ``(L)`` ``= 2^-L / 2``, as :func:`lib.pieces.count_visible`
+    counts them) and of the crossings of the level 1/2 (:func:`half_crossings`), each divided
+    by ``2^L``.
     """
     depths = [check_count(L, f"depths[{i}]") for i, L in enumerate(depths)]
     levels = _check_levels(levels, "levels")
@@ -79,7 +81,7 @@ def perturbation_sweep(depths: Sequence[int], levels: Sequence[float],
                 analysis = pieces.piece_analysis(perturbed)
                 w = analysis.widths()
                 exact_counts.append(w.size)
-                visible.append(int((w > 2.0**-L / 8).sum()))
+                visible.append(int((w > pieces.visible_width(L)).sum()))
                 crossings.append(half_crossings(perturbed, analysis))
             sweep[(L, float(level))] = {"exact": np.mean(exact_counts) / 2**L,
                                         "visible": np.mean(visible) / 2**L,

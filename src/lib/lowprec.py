@@ -61,8 +61,8 @@ class LowPrecRun:
     """Result of :func:`train_in_format`.
 
     ``history`` maps ``"step"``, ``"loss"`` (computed in the mode), ``"loss64"`` (float64 loss
-    of the stored parameters on the float64 data), ``"pieces"``, ``"visible"``, ``"drift"`` (and
-    with ``square=True`` ``"sup"``, ``"l2"``) to NumPy arrays over the recorded steps.  ``model`` is the network as stored at the end
+    of the stored parameters on the float64 data), ``"pieces"``, ``"visible"``, ``"drift"`` and
+    ``"crossings"`` (of the level 1/2; with ``square=True`` ``"sup"``, ``"l2"`` instead) to NumPy arrays over the recorded steps.  ``model`` is the network as stored at the end
     (float32 master weights in mixed precision).  ``dead``: its output is constant on [0, 1].
     ``diverged_at``: first step with a non-finite loss (training stopped), or ``None``.
     """
@@ -97,6 +97,17 @@ def _widths(net: nn.Sequential) -> np.ndarray:
             _WIDTHS_CACHE.clear()
         _WIDTHS_CACHE[key] = pieces.piece_widths(net)
     return _WIDTHS_CACHE[key]
+
+
+def _half_crossings(net: nn.Sequential, widths: np.ndarray) -> int:
+    """Crossings of the level 1/2 on [0, 1] (``g_L``: ``2^L``), as
+    :func:`lib.fpstudy.half_crossings` counts them, from the exact piece widths: the net is affine
+    between its breakpoints, so they are the sign changes of ``net - 1/2`` there (float64)."""
+    knots = np.concatenate([[0.0], np.cumsum(widths)[:-1], [1.0]])
+    with torch.no_grad():
+        v = np.sign(fp.to_format(net, torch.float64)(torch.from_numpy(knots).reshape(-1, 1)).flatten().numpy() - 0.5)
+    v = v[v != 0]
+    return int((v[1:] != v[:-1]).sum())
 
 
 def square_errors(net: nn.Sequential) -> dict[str, float]:
@@ -153,7 +164,8 @@ class _Recorder:
                  square: bool) -> None:
         self.theta0, self.x, self.y, self.square = _flat64(start), x, y, square
         self.min_width = pieces.visible_width(depth)
-        keys = ("step", "loss", "loss64", "pieces", "visible", "drift") + (("sup", "l2") if square else ())
+        keys = ("step", "loss", "loss64", "pieces", "visible", "drift") + (("sup", "l2") if square
+                                                                           else ("crossings",))
         self.rows: dict[str, list[float]] = {k: [] for k in keys}
 
     def __call__(self, net: nn.Sequential, step: int, loss: float | None = None) -> float:
@@ -164,10 +176,10 @@ class _Recorder:
             count, visible = widths.size, int((widths > self.min_width).sum())
             with torch.no_grad():
                 loss64 = float(mse(fp.to_format(net, torch.float64)(self.x), self.y))
-            errors = square_errors(net) if self.square else {}
+            errors = square_errors(net) if self.square else {"crossings": _half_crossings(net, widths)}
         else:                                  # a diverged network has no pieces to count
             count, visible, loss64 = math.nan, math.nan, math.nan
-            errors = {"sup": math.nan, "l2": math.nan} if self.square else {}
+            errors = {"sup": math.nan, "l2": math.nan} if self.square else {"crossings": math.nan}
         for key, value in errors.items():
             self.rows[key].append(value)
         for key, value in (("step", step), ("loss64", loss64), ("pieces", count),
@@ -207,6 +219,32 @@ def _mixed_gd(master: nn.Sequential, low: torch.dtype, x: torch.Tensor, y: torch
             for p, g in zip(master.parameters(), grads):
                 p.sub_(lr32 * g.to(torch.float32))
     return steps, None
+
+
+def format_data(x: torch.Tensor, y: torch.Tensor, fmt: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The data as GD in ``fmt`` sees them: ``x`` and ``y`` (float64, shape ``(n,)`` or
+    ``(n, 1)``) each rounded once to the format (:func:`lib.fp.round_to_format`) and returned
+    as float64 tensors of shape ``(n, 1)``, as :func:`train_in_format` rounds them.  ``fmt``: a
+    mode of :data:`MODES`; its compute format is used.  For the data controls of the chapter
+    (float64 GD on the data a 16-bit mode trains on)."""
+    compute = mode_dtypes(fmt)[1]
+    x, y = _check_data(x, y)
+    return (fp.round_to_format(x, compute).to(torch.float64),
+            fp.round_to_format(y, compute).to(torch.float64))
+
+
+def data_floor(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, fmt: str) -> float:
+    """The loss the data of ``fmt`` impose without any training: the float64 mean squared error
+    of ``net`` (evaluated in float64) at the inputs rounded to the compute format of ``fmt``,
+    against the float64 targets ``y`` of the *unrounded* inputs.  At the sawtooth construction it
+    is the loss of the construction on the rounded data, the part of the loss that the rounding
+    of the inputs alone imposes before GD takes a step.  ``x``, ``y``:
+    float64, shape ``(n,)`` or ``(n, 1)``."""
+    linear_relu_layers(net, scalar_io=True)
+    x, y = _check_data(x, y)
+    xr = fp.round_to_format(x, mode_dtypes(fmt)[1]).to(torch.float64)
+    with torch.no_grad():
+        return float(mse(fp.to_format(net, torch.float64)(xr), y))
 
 
 def train_in_format(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, mode: str, *, lr: float,
