@@ -233,7 +233,10 @@ def test_lastbit_accuracy_avg_and_spread_ratio() -> None:
     table = np.array([[1.0, 2.0, 3.0], [4.0, 6.0, 5.0], [9.0, 7.0, 8.0]])
     sr = stability.spread_ratio(table, n_boot=200)
     assert sr["pert"] == pytest.approx(1.0)
-    assert sr["seed"] == pytest.approx(np.mean([np.sqrt(98 / 6), np.sqrt(7), np.sqrt(19 / 3)]))
+    # row means 2, 5, 8 (variance 9), within-row variance 1: sigma_s^2 = 9 - 1/3
+    assert sr["seed"] == pytest.approx(np.sqrt(9 - 1 / 3))
+    assert sr["naive"] == pytest.approx(
+        1.0 / np.mean([np.sqrt(98 / 6), np.sqrt(7), np.sqrt(19 / 3)]))
     assert sr["ratio"] == pytest.approx(sr["pert"] / sr["seed"]) and sr["ci"][0] <= sr["ci"][1]
     with pytest.raises(ValueError, match="acc"):
         stability.spread_ratio(np.ones(3))
@@ -260,3 +263,90 @@ def test_top2_along_and_flow_departure() -> None:
     assert dep["depart"] == 70 and dep["last_on"] == 60 and dep["level"] == pytest.approx(1)
     with pytest.raises(ValueError, match="crossing"):
         stability.flow_departure(steps, dist, c_norm, 0.1, 0)
+    # the gap's share in the top eigenvectors: cumulative, at most 1, and nan before proj_from
+    p = sum(q.numel() for q in net.parameters())
+    th = np.random.default_rng(0).normal(size=(9, p)) * 0.1
+    th += torch.nn.utils.parameters_to_vector(net.parameters()).detach().numpy()
+    gap = np.random.default_rng(1).normal(size=(9, p))
+    dep = stability.flow_departure(steps, dist, c_norm, 0.1, 40, thetas={"gd": th, "gap": gap},
+                                   model=net, loss_fn=nets.square_loss, inputs=x, targets=y,
+                                   tol=1e-8, top=3, proj_from=50)
+    pr = dep["proj"]
+    assert pr.shape == (9, 3) and np.isnan(pr[:4]).all() and dep["converged"].all()
+    assert np.all(np.diff(pr[4:], axis=1) >= 0) and np.all(pr[4:] <= 1 + 1e-12)
+
+
+def test_spread_ratio_reads_equal_spreads_as_one() -> None:
+    """Variance components: equal seed and perturbation spreads read ~1 (the naive estimate
+    reads ~0.71), and a pure perturbation table gives a ratio far above 1 (a control that the
+    estimator can exceed 1)."""
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(400, 1)) + rng.normal(size=(400, 8))
+    sr = stability.spread_ratio(table, n_boot=50)
+    assert 0.85 < sr["ratio"] < 1.15 and 0.6 < sr["naive"] < 0.8
+    assert sr["ci"][0] < sr["ci"][1] < 1.5
+    noise = stability.spread_ratio(rng.normal(size=(400, 8)) + 0.1 * rng.normal(size=(400, 1)),
+                                   n_boot=50)
+    assert noise["ratio"] > 4
+
+
+def test_spread_by_window_and_history() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 4, generator=g)
+    labels = torch.randint(0, 3, (40,), generator=g)
+    y = torch.nn.functional.one_hot(labels, 3).float()
+    make = lambda seed: nets.mlp((4, 8, 3), "tanh", init="pytorch", dtype=torch.float32,
+                                 seed=seed)
+    acc = stability.lastbit_accuracy_avg(make, nets.square_loss, x, y, eta=0.5, ks=(1, 3, 5),
+                                         seeds=(0, 1, 2), steps=30, last=10, every=5,
+                                         test_inputs=x, test_labels=labels, record_from=10)
+    assert list(acc["record_steps"]) == [10, 15, 20, 25, 30]
+    assert acc["history"].shape == (3, 3, 5)
+    assert np.allclose(acc["history"][:, :, 2:].mean(axis=2), acc["mean"])
+    hist = np.random.default_rng(1).normal(size=(4, 3, 5))
+    w = stability.spread_by_window(hist, acc["record_steps"], ends=(20, 30), length=10,
+                                   n_boot=20)
+    ref = stability.spread_ratio(hist[:, :, 2:].mean(axis=2), n_boot=20)
+    assert w["ratio"][1] == pytest.approx(ref["ratio"]) and list(w["n_records"]) == [3, 3]
+    with pytest.raises(ValueError, match="record_from"):
+        stability.lastbit_accuracy_avg(make, nets.square_loss, x, y, eta=0.5, ks=(1,),
+                                       seeds=(0,), steps=30, last=10, every=5, test_inputs=x,
+                                       test_labels=labels, record_from=25)
+    with pytest.raises(ValueError, match="history"):
+        stability.spread_by_window(hist[0], acc["record_steps"], ends=(20,), length=10)
+
+
+def test_count_swaps() -> None:
+    e = np.eye(3)
+    V = np.stack([e[:, [0, 1]], e[:, [1, 0]], e[:, [1, 0]], e[:, [0, 1]]])
+    assert stability.count_swaps(V, 1) == (2, 3)
+    assert stability.count_swaps(V, 3) == (0, 1)
+    with pytest.raises(ValueError, match="stride"):
+        stability.count_swaps(V, 4)
+    with pytest.raises(ValueError, match="vectors"):
+        stability.count_swaps(V[:, :, :1])
+
+
+def test_flow_departure_is_censored_without_enough_records() -> None:
+    steps = np.arange(0, 100, 10)
+    c_norm = np.arange(10.0)
+    dist = 0.1 * c_norm * np.where(steps >= 80, 5.0, 1.0)     # only two records above
+    assert stability.flow_departure(steps, dist, c_norm, 0.1, 40)["depart"] is None
+    spike = 0.1 * c_norm * np.where(steps == 50, 5.0, 1.0)    # a single spike is no departure
+    assert stability.flow_departure(steps, spike, c_norm, 0.1, 40)["depart"] is None
+
+
+def test_sun_fft_matches_convolution() -> None:
+    img = stability.checkerboard(12)
+    label = torch.ones(1, dtype=torch.float64)
+    w = np.random.default_rng(0).normal(size=16)
+    l1, g1 = stability.sun_full_loss_grad(w, img, label, 2.0)
+    l2, g2 = stability.sun_full_loss_grad_fft(w, img[0, 0].numpy(), 2.0)
+    assert abs(l1 / l2 - 1) < 1e-13 and np.linalg.norm(g1 - g2) < 1e-13 * np.linalg.norm(g1)
+    c = img[0, 0, :4, :4].reshape(-1).numpy()
+    sgn = np.sign(torch.nn.functional.unfold(img, 4)[0].T.numpy() @ c)
+    r = stability.sun_toy_fft_check(w, (0.05,), 2.0, 20, img[0, 0].numpy(), c,
+                                    int((sgn > 0).sum()), int((sgn < 0).sum()))
+    assert np.nanmax(r["rel"]) < 1e-10 and r["horizon"][0] == 21
+    with pytest.raises(ValueError, match="w must"):
+        stability.sun_full_loss_grad_fft(w[:5], img[0, 0].numpy(), 2.0)

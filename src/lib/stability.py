@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.signal import fftconvolve
 from scipy.special import expit
 from torch import nn
 
@@ -24,7 +25,9 @@ __all__ = [
     "quadratic_mode_runs", "sharpness_runs", "lastbit_accuracy", "lastbit_statistics",
     "checkerboard", "weight_decay_runs", "restrained_runs", "sun_pi", "sun_phi_1", "sun_phi_2",
     "sun_map", "sun_curvature", "sun_full_loss_grad", "summed_top_eigenvalue",
-    "sun_toy_runs", "sun_toy_conv_check", "lastbit_accuracy_avg", "spread_ratio", "top2_along",
+    "sun_toy_runs", "sun_toy_conv_check", "lastbit_accuracy_avg", "spread_ratio",
+    "spread_by_window", "count_swaps", "top2_along", "sun_full_loss_grad_fft",
+    "sun_toy_fft_check",
     "flow_departure",
 ]
 
@@ -169,7 +172,10 @@ def lastbit_statistics(edge: Any, below: Any, crossing: int, steps: int) -> dict
     steps, the edge run crossing ``2/eta`` at step ``crossing``: ``div_pre`` (max before the
     crossing), ``div_below``, ``div_end`` (per member, at the end), ``grow_at`` (first record
     where a member passes 100 ``div_pre``), ``late_growth`` (max over the second half / max at
-    its start)."""
+    its start); the dip after the jump, on the largest member's divergence per record:
+    ``peak`` at ``peak_at`` (max within 100 steps of ``grow_at``), ``trough`` at ``trough_at``
+    (min after the peak), ``plateau`` (median over the last quarter of the run) and
+    ``back_at`` (first record after the trough at or above half the plateau)."""
     crossing, steps = check_count(crossing, "crossing"), check_count(steps, "steps")
     for name, fam in (("edge", edge), ("below", below)):
         if not (hasattr(fam, "steps") and hasattr(fam, "divergence")):
@@ -177,10 +183,20 @@ def lastbit_statistics(edge: Any, below: Any, crossing: int, steps: int) -> dict
     pre = edge.steps <= crossing
     late = edge.steps >= steps // 2
     div_pre = edge.divergence[1:, pre].max()
-    return {
+    top = edge.divergence[1:].max(axis=0)
+    grow_at = edge.steps[np.argmax((edge.divergence[1:] > 100 * div_pre).any(axis=0))]
+    near = (edge.steps >= grow_at) & (edge.steps <= grow_at + 100)
+    i_peak = int(np.flatnonzero(near)[np.argmax(top[near])])
+    i_trough = i_peak + int(np.argmin(top[i_peak:]))
+    plateau = float(np.median(top[edge.steps >= steps - steps // 4]))
+    back = np.flatnonzero(top[i_trough:] >= plateau / 2)
+    dip = {"peak": top[i_peak], "peak_at": int(edge.steps[i_peak]), "trough": top[i_trough],
+           "trough_at": int(edge.steps[i_trough]), "plateau": plateau,
+           "back_at": int(edge.steps[i_trough + back[0]]) if len(back) else None}
+    return {**dip,
         "div_pre": div_pre, "div_below": below.divergence[1:].max(),
         "div_end": edge.divergence[1:, -1],
-        "grow_at": edge.steps[np.argmax((edge.divergence[1:] > 100 * div_pre).any(axis=0))],
+        "grow_at": grow_at,
         # "restrained": over the second half of the run the divergence does not keep growing
         "late_growth": edge.divergence[1:, late].max()
         / edge.divergence[1:, edge.steps == (steps // 2)].max(),
@@ -359,6 +375,26 @@ def sun_full_loss_grad(w: np.ndarray, image: torch.Tensor, label: torch.Tensor, 
     return float(loss.detach()), g.numpy()
 
 
+def sun_full_loss_grad_fft(w: np.ndarray, image: np.ndarray, alpha: float,
+                           beta: float = 1.0) -> tuple[float, np.ndarray]:
+    """:func:`sun_loss` (label 1) and its gradient through FFT convolutions (scipy
+    ``fftconvolve``, float64): ``image`` a 2-D array, ``w`` the flat square kernel.  The same
+    cross-correlation as ``F.conv2d`` up to FFT rounding; milliseconds instead of a second."""
+    w, image = np.asarray(w, dtype=np.float64), np.asarray(image, dtype=np.float64)
+    if w.ndim != 1 or image.ndim != 2:
+        raise ValueError(f"w must be flat and image 2-D, got shapes {w.shape}, {image.shape}")
+    kernel = int(round(math.sqrt(w.size)))
+    if kernel * kernel != w.size or kernel > min(image.shape):
+        raise ValueError(f"w must hold a square kernel no larger than image, got {w.size}")
+    wk = w.reshape(kernel, kernel)
+    z = fftconvolve(image, wk[::-1, ::-1], mode="valid")         # cross-correlation
+    p = float(_swish(z, beta).mean())
+    loss = float(np.logaddexp(0.0, -p)) + 0.5 * alpha * float(w @ w)
+    dz = -expit(-p) * _swish_1(z, beta) / z.size
+    g = fftconvolve(image[::-1, ::-1], dz, mode="valid")[::-1, ::-1]
+    return loss, g.reshape(-1) + alpha * w
+
+
 def summed_top_eigenvalue(image: torch.Tensor, kernel: int, v0: np.ndarray
                           ) -> tuple[float, float]:
     """``lambda_max(sum_j x_j x_j^T)`` over the ``kernel x kernel`` patches ``x_j`` of
@@ -465,17 +501,50 @@ def sun_toy_conv_check(w0: Any, lr: float, alpha: float, steps: int, image: torc
     return worst
 
 
+def sun_toy_fft_check(w0: Any, lrs: Sequence[float], alpha: float, steps: int,
+                      image: np.ndarray, c: np.ndarray, n_plus: int, n_minus: int,
+                      beta: float = 1.0) -> dict[str, np.ndarray]:
+    """GD on Sun et al.'s toy through FFT convolutions (:func:`sun_full_loss_grad_fft`, label
+    1) against :func:`sun_toy_runs` for every step: ``rel`` ``(steps + 1, len(lrs))``, the
+    larger relative difference of the loss and of the seen component (nan once either
+    overflows), ``seen`` of the FFT runs, and ``horizon`` (first step where ``rel`` exceeds
+    1e-6, ``steps + 1`` if never: chaotic runs part there, as any reordering of sums would)."""
+    lrs_a = _check_etas(lrs, "lrs")
+    steps = check_count(steps, "steps")
+    fast = sun_toy_runs(w0, lrs_a, alpha, steps, c, n_plus, n_minus, beta)
+    c_hat = np.asarray(c, dtype=np.float64).reshape(-1) / np.linalg.norm(c)
+    rel = np.full((steps + 1, len(lrs_a)), np.nan)
+    seen = np.full((steps + 1, len(lrs_a)), np.nan)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for j, lr in enumerate(lrs_a):
+            w = np.asarray(w0, dtype=np.float64).reshape(-1).copy()
+            for k in range(steps + 1):
+                if not np.all(np.isfinite(w)):
+                    break
+                loss, g = sun_full_loss_grad_fft(w, image, alpha, beta)
+                seen[k, j] = w @ c_hat
+                rel[k, j] = max(abs(loss / fast["loss"][k, j] - 1),
+                                abs(seen[k, j] - fast["seen"][k, j])
+                                / max(abs(fast["seen"][k, j]), 1e-300))
+                w = w - lr * g
+    bad = ~(rel <= 1e-6)
+    horizon = np.where(bad.any(axis=0), bad.argmax(axis=0), steps + 1)
+    return {"rel": rel, "seen": seen, "horizon": horizon}
+
+
 # --------------------------------------------------------------------------- last-bit spread
 def lastbit_accuracy_avg(make_net: Callable[[int], nn.Module], loss_fn: LossFn,
                          inputs: torch.Tensor, targets: torch.Tensor, *, eta: float,
                          ks: Sequence[int], seeds: Sequence[int], steps: int, last: int,
-                         every: int, test_inputs: torch.Tensor, test_labels: torch.Tensor
-                         ) -> dict[str, np.ndarray]:
+                         every: int, test_inputs: torch.Tensor, test_labels: torch.Tensor,
+                         record_from: int | None = None) -> dict[str, np.ndarray]:
     """Test accuracy of GD with the step applied as ``fl(eta k) fl(g/k)`` (Sun et al.'s last-bit
     family, :func:`train.gd` with ``lastbit_k``) for each seed (``make_net(seed)``) and ``k``:
-    ``mean``, averaged over the records every ``every`` steps in the last ``last`` steps (as
-    Sun et al. average over the last epochs), and ``final``, after the last step; each
-    ``(len(seeds), len(ks))`` fractions."""
+    ``mean``, averaged over the records every ``every`` steps in the last ``last`` steps, and
+    ``final``, after the last step; each ``(len(seeds), len(ks))`` fractions.  With
+    ``record_from`` (a step ``<= steps - last``) the accuracy is recorded from that step on:
+    ``history`` ``(len(seeds), len(ks), n)`` at the steps ``record_steps``, so that windows
+    ending earlier can be averaged too (:func:`spread_by_window`)."""
     if not callable(make_net):
         raise TypeError("make_net must be callable: seed -> network")
     steps, last, every = (check_count(steps, "steps"), check_count(last, "last"),
@@ -488,28 +557,55 @@ def lastbit_accuracy_avg(make_net: Callable[[int], nn.Module], loss_fn: LossFn,
     if not ks or not seeds:
         raise ValueError("ks and seeds must not be empty")
     first = steps - last
+    if record_from is not None:
+        record_from = check_count(record_from, "record_from", minimum=0)
+        if record_from > first:
+            raise ValueError(f"record_from must be <= steps - last = {first}, got {record_from}")
+    start = first if record_from is None else record_from
 
     def acc_hook(m: nn.Module, k: int) -> float:
-        return train.accuracy(m, test_inputs, test_labels) if k >= first else math.nan
+        return train.accuracy(m, test_inputs, test_labels) if k >= start else math.nan
 
     acc = {"mean": np.zeros((len(seeds), len(ks))), "final": np.zeros((len(seeds), len(ks)))}
+    hist: list[list[np.ndarray]] = []
+    rec_steps = np.zeros(0)
     for i, seed in enumerate(seeds):
         net = make_net(seed)
+        hist.append([])
         for j, kk in enumerate(ks):
             run = train.gd(net, loss_fn, inputs, targets, lr=eta, steps=steps, lastbit_k=kk,
                            record_every=every, hooks={"acc": acc_hook})
             values = np.asarray(run.history["acc"], dtype=float)
-            acc["mean"][i, j] = np.nanmean(values)
+            rec = np.asarray(run.history["step"])
+            keep = rec >= start
+            rec_steps, values = rec[keep], values[keep]
+            acc["mean"][i, j] = values[rec_steps >= first].mean()
             acc["final"][i, j] = values[-1]
+            hist[i].append(values)
+    acc["history"] = np.asarray(hist)
+    acc["record_steps"] = rec_steps
     return acc
+
+
+def _components(a: np.ndarray) -> tuple[float, float]:
+    """One-way random-effects estimates ``(sigma_p, sigma_s)`` of a ``(seeds, perturbations)``
+    table: ``sigma_p^2`` the mean within-row variance, ``sigma_s^2`` the variance of the row
+    means less ``sigma_p^2 / K`` (clipped at 0)."""
+    within = a.var(axis=1, ddof=1).mean()
+    between = a.mean(axis=1).var(ddof=1) - within / a.shape[1]
+    return float(math.sqrt(within)), float(math.sqrt(max(between, 0.0)))
 
 
 def spread_ratio(acc: np.ndarray, *, n_boot: int = 2000, level: float = 0.9,
                  seed: int = 0) -> dict[str, Any]:
-    """Spreads of a ``(seeds, perturbations)`` table: ``pert`` (std over the perturbations,
-    mean over seeds), ``seed`` (std over seeds, mean over perturbations), their ``ratio`` and
-    a percentile bootstrap interval ``ci`` of the ratio at ``level``, resampling seeds and
-    perturbations (rows and columns) independently with replacement."""
+    """Spreads of a ``(seeds, perturbations)`` table ``a_ij = m + s_i + e_ij`` (one-way random
+    effects: a perturbation index means nothing across seeds): ``pert`` (``sigma_p``, the
+    spread over perturbations within a seed), ``seed`` (``sigma_s``, the spread of the seed
+    effect, from the row means less their perturbation noise ``sigma_p^2/K``), their ``ratio``
+    (``inf`` when the seed estimate is 0; equal spreads read 1) and a percentile bootstrap
+    interval ``ci`` at ``level``: rows resampled, then the columns of each row, with
+    replacement.  ``naive``: the older estimate (mean std over columns / mean std over rows),
+    which reads ~``sigma_p / sqrt(sigma_s^2 + sigma_p^2)`` and cannot exceed about 1."""
     acc = np.asarray(acc, dtype=float)
     if acc.ndim != 2 or min(acc.shape) < 2:
         raise ValueError(f"acc must be a 2-D table with at least 2 rows and columns, "
@@ -517,20 +613,45 @@ def spread_ratio(acc: np.ndarray, *, n_boot: int = 2000, level: float = 0.9,
     n_boot = check_count(n_boot, "n_boot")
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level!r}")
-
-    def spreads(a: np.ndarray) -> tuple[float, float]:
-        return a.std(axis=1, ddof=1).mean(), a.std(axis=0, ddof=1).mean()
-
-    pert, sd = spreads(acc)
+    pert, sd = _components(acc)
     rng = np.random.default_rng(seed)
+    n_s, n_k = acc.shape
     ratios = np.empty(n_boot)
     for b in range(n_boot):
-        rows = rng.integers(0, acc.shape[0], acc.shape[0])
-        cols = rng.integers(0, acc.shape[1], acc.shape[1])
-        p, s = spreads(acc[np.ix_(rows, cols)])
-        ratios[b] = p / s if s > 0 else np.nan
-    lo, hi = np.nanquantile(ratios, [(1 - level) / 2, (1 + level) / 2])
-    return {"pert": pert, "seed": sd, "ratio": pert / sd, "ci": (float(lo), float(hi))}
+        rows = acc[rng.integers(0, n_s, n_s)]
+        sample = np.take_along_axis(rows, rng.integers(0, n_k, (n_s, n_k)), axis=1)
+        p, s = _components(sample)
+        ratios[b] = p / s if s > 0 else np.inf
+    lo, hi = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf")
+    naive = acc.std(axis=1, ddof=1).mean() / acc.std(axis=0, ddof=1).mean()
+    return {"pert": pert, "seed": sd, "ratio": pert / sd if sd > 0 else math.inf,
+            "ci": (float(lo), float(hi)), "naive": float(naive)}
+
+
+def spread_by_window(history: Any, steps: Any, ends: Sequence[int], length: int, *,
+                     n_boot: int = 1000, level: float = 0.9, seed: int = 0
+                     ) -> dict[str, np.ndarray]:
+    """:func:`spread_ratio` of the accuracy averaged over the records in ``[end - length,
+    end]`` for each ``end`` in ``ends``; ``history`` ``(seeds, perturbations, n)`` recorded at
+    ``steps`` (``n``).  Arrays over ``ends``: ``ratio``, ``lo``, ``hi``, ``pert``, ``seed``,
+    ``n_records``."""
+    history, steps = np.asarray(history, dtype=float), np.asarray(steps)
+    if history.ndim != 3 or history.shape[2] != len(steps):
+        raise ValueError(f"history must be (seeds, perturbations, len(steps)), got "
+                         f"{history.shape} for {len(steps)} steps")
+    length = check_count(length, "length")
+    out = {key: np.zeros(len(ends)) for key in ("ratio", "lo", "hi", "pert", "seed", "n_records")}
+    for i, end in enumerate(ends):
+        window = (steps >= end - length) & (steps <= end)
+        if not window.any():
+            raise ValueError(f"ends: no record in the window ending at {end}")
+        sr = spread_ratio(history[:, :, window].mean(axis=2), n_boot=n_boot, level=level,
+                          seed=seed)
+        for key, val in (("ratio", sr["ratio"]), ("lo", sr["ci"][0]), ("hi", sr["ci"][1]),
+                         ("pert", sr["pert"]), ("seed", sr["seed"]),
+                         ("n_records", window.sum())):
+            out[key][i] = val
+    return out
 
 
 # --------------------------------------------------------------------------- top two at the edge
@@ -567,23 +688,45 @@ def top2_along(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets:
     V = np.stack(vecs)
     overlap = np.abs(np.einsum("nai,naj->nij", V[:-1], V[1:]))
     return {"values": np.stack(vals), "steps": np.asarray(steps), "overlap": overlap,
-            "swap": overlap[:, 0, 1] > overlap[:, 0, 0], "converged": np.asarray(ok)}
+            "swap": overlap[:, 0, 1] > overlap[:, 0, 0], "converged": np.asarray(ok),
+            "vectors": V}
+
+
+def count_swaps(vectors: Any, stride: int = 1) -> tuple[int, int]:
+    """Swaps of the top two eigenvectors between estimates ``stride`` apart: ``vectors``
+    ``(n, P, 2)`` (columns: top, second, as :func:`top2_along` returns them); a swap is
+    ``|<u1(j), u2(j + stride)>| > |<u1(j), u1(j + stride)>|``.  ``(swaps, intervals)``."""
+    V = np.asarray(vectors, dtype=float)
+    if V.ndim != 3 or V.shape[2] < 2:
+        raise ValueError(f"vectors must be (n, P, >= 2), got shape {V.shape}")
+    stride = check_count(stride, "stride")
+    if stride >= len(V):
+        raise ValueError(f"stride must be < the number of estimates {len(V)}, got {stride}")
+    a, b = V[:-stride], V[stride:]
+    same = np.abs(np.einsum("ni,ni->n", a[:, :, 0], b[:, :, 0]))
+    other = np.abs(np.einsum("ni,ni->n", a[:, :, 0], b[:, :, 1]))
+    return int((other > same).sum()), len(same)
 
 
 # --------------------------------------------------------------------------- leaving the flow
 def flow_departure(steps: Any, dist: Any, c_norm: Any, eta: float, crossing: int,
                    thetas: Any = None, model: nn.Module | None = None,
                    loss_fn: LossFn | None = None, inputs: torch.Tensor | None = None,
-                   targets: torch.Tensor | None = None, tol: float = 1e-6) -> dict[str, Any]:
+                   targets: torch.Tensor | None = None, tol: float = 1e-6, top: int = 10,
+                   n_after: int = 3, proj_from: int = 0) -> dict[str, Any]:
     """When GD leaves the gradient flow.  ``steps`` (records, the first 0), ``dist``
     (``||theta_k - theta(k eta)||``), ``c_norm`` (``||C(k eta)||``, the first-order term of
     gd-vs-flow's lem-first-order) at those records; ``crossing``: GD's step of ``S >= 2/eta``.
     Returns ``ratio`` (``d / (eta ||C||)`` from the second record on), ``level`` (its mean up
-    to the crossing), ``depart`` (first record with ratio > 2 level, or ``None``), ``last_on``
-    (last record before it within 10 % of the level).  With ``thetas`` (GD's parameters at
-    the records, rows) and ``model``/``loss_fn``/``inputs``/``targets``, also ``proj``: the
-    fraction ``|<theta_k - theta(k eta), u_k>| / d`` of the gap along the top Hessian
-    eigenvector ``u_k`` at GD's iterate (Lanczos at ``tol``; ``gap``: rows of the gap)."""
+    to the crossing), ``depart`` (first record from which the ratio stays above 2 level for
+    ``n_after`` consecutive records, or ``None``, also when fewer records remain: censored),
+    ``last_on`` (last record before it within 10 % of the level).  With ``thetas`` (GD's
+    parameters at the records, rows) and ``model``/``loss_fn``/``inputs``/``targets``, also
+    ``proj`` ``(records, top)``: the fraction ``||U_j^T (theta_k - theta(k eta))|| / d`` of
+    the gap in the span of the top ``j`` Hessian eigenvectors at GD's iterate, ``j = 1 ..
+    top`` (Lanczos at ``tol``; ``gap``: rows of the gap), ``values`` (the eigenvalues) and
+    ``converged`` (per record), computed at the records from step ``proj_from`` on (nan,
+    resp. True, before it)."""
     steps, dist, c_norm = (np.asarray(a, dtype=float) for a in (steps, dist, c_norm))
     if not (steps.shape == dist.shape == c_norm.shape) or steps.ndim != 1 or len(steps) < 3:
         raise ValueError("steps, dist and c_norm must be 1-D of the same length >= 3")
@@ -595,8 +738,10 @@ def flow_departure(steps: Any, dist: Any, c_norm: Any, eta: float, crossing: int
     if len(pre) == 0:
         raise ValueError(f"no record at or before crossing={crossing}")
     level = pre.mean()
+    n_after, top = check_count(n_after, "n_after"), check_count(top, "top")
     off = ratio > 2 * level
-    depart = int(st[np.argmax(off)]) if off.any() else None
+    runs = [i for i in range(len(off) - n_after + 1) if off[i: i + n_after].all()]
+    depart = int(st[runs[0]]) if runs else None
     on = (np.abs(ratio / level - 1) <= 0.1) & (st < (depart if depart is not None else np.inf))
     out: dict[str, Any] = {"ratio": ratio, "steps": st, "level": level, "pre": pre,
                            "depart": depart, "last_on": int(st[on].max()) if on.any() else None}
@@ -605,12 +750,17 @@ def flow_departure(steps: Any, dist: Any, c_norm: Any, eta: float, crossing: int
             raise ValueError("thetas needs model, loss_fn, inputs and targets")
         gap = np.asarray(thetas["gap"], dtype=float)
         rows = np.asarray(thetas["gd"], dtype=float)
-        proj = np.empty(len(rows))
+        proj, values = np.full((len(rows), top), np.nan), np.full((len(rows), top), np.nan)
+        conv = np.ones(len(rows), dtype=bool)
         for i, row in enumerate(rows):
-            _, info = hessian.eigenvalues(model, loss_fn, inputs, targets, tol=tol, seed=i,
-                                          theta=torch.from_numpy(row), return_info=True,
-                                          require_convergence=False)
-            u = info.vectors[:, 0].numpy()
-            proj[i] = abs(gap[i] @ u) / max(np.linalg.norm(gap[i]), 1e-300)
-        out["proj"] = proj
+            if st[i] < proj_from:
+                continue
+            v, info = hessian.eigenvalues(model, loss_fn, inputs, targets, k=top, tol=tol,
+                                          seed=i, theta=torch.from_numpy(row),
+                                          return_info=True, require_convergence=False)
+            U = info.vectors.numpy()
+            parts = (U.T @ gap[i]) / max(np.linalg.norm(gap[i]), 1e-300)
+            proj[i] = np.sqrt(np.cumsum(parts**2))
+            values[i], conv[i] = v.numpy(), info.converged
+        out.update(proj=proj, values=values, converged=conv)
     return out
