@@ -448,8 +448,8 @@ def test_optimise_breakpoints_never_worsens_and_stays_above_lemma_c() -> None:
     net = approx.balanced_configuration(g, 32, cells)
     signs = net.signs.clone()
     best = approx.optimise_breakpoints(g, net, 200)
-    assert best.shape == (1,) and best[0] <= err + 1e-15
-    assert best[0] > approx.lemma_c_bound(g, 32, np.linspace(-1, 1, 20_001))
+    assert best.shape == (2, 1) and best[1, 0] <= best[0, 0] <= err + 1e-15   # half-way, end
+    assert best[1, 0] > approx.lemma_c_bound(g, 32, np.linspace(-1, 1, 20_001))
     torch.testing.assert_close(net.signs, signs)                   # signs fixed
     with pytest.raises(ValueError, match="lr"):
         approx.optimise_breakpoints(g, net, 10, lr=-1.0)
@@ -474,3 +474,23 @@ def test_train_relu_ensemble_from_a_given_start() -> None:
     assert np.all(out["pieces0"] == 4)
     with pytest.raises(ValueError, match="start"):
         approx.train_relu_ensemble([4], 2, 0, lambda x: x**2, rule, 4, start=start)
+
+
+def test_model_floor_search_batches_starts_and_reports_its_convergence() -> None:
+    g = data.gaussian_bump
+    explicit = approx.balanced_configuration(g, 16, approx.model_upper_bound(g, 16)[1])
+    before = float(explicit.l2_errors(g)[0])
+    out = approx.model_floor_search(g, 16, 4, 300, extra=explicit, seed=2)
+    assert out["errors"].shape == (2, 5)
+    # the best found never exceeds its starts, and each half-budget value is no better than the full
+    assert out["floor"] <= before + 1e-15
+    assert out["floor"] <= out["half_steps"] and out["floor"] <= out["half_starts"]
+    assert out["floor"] == pytest.approx(float(out["errors"][1].min()))
+    assert out["floor"] > approx.lemma_c_bound(g, 16, np.linspace(-1, 1, 20_001))
+    # the same seed gives the same search
+    again = approx.model_floor_search(g, 16, 4, 300, extra=explicit, seed=2)
+    assert again["floor"] == out["floor"]
+    with pytest.raises(TypeError, match="extra"):
+        approx.model_floor_search(g, 16, 2, 10, extra=approx.BreakpointNet.random(8, 1))
+    with pytest.raises(ValueError, match="starts"):
+        approx.model_floor_search(g, 16, 0, 10)

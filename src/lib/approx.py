@@ -17,26 +17,18 @@ Contents:
 * :class:`EnsembleMLP` -- ``S`` independent fully connected ReLU networks ``1 -> ... -> 1``
   with the same hidden widths, PyTorch's default initialisation drawn from an explicit seed;
   :meth:`EnsembleMLP.member` returns one of them as an ``nn.Sequential``.
-* :func:`quadrature_loss` -- the continuous L2 loss ``sum_s c_s ||f_s - g||^2`` replaced by a
-  quadrature rule; the factors ``c_s`` give each member its own step size in one GD run.
-* :func:`ntk_gram` -- the empirical NTK Gram matrix on quadrature nodes,
-  ``K_ij = sqrt(w_i w_j) <grad_theta f(x_i), grad_theta f(x_j)>``; its top eigenvalue is half
-  the top eigenvalue of the Gauss-Newton Hessian of the quadrature loss, which fixes the
-  step size (:func:`step_size_from_gram`).
-* :func:`spline_projection`, :func:`adapted_knots` -- best L2 approximation by continuous
-  piecewise-linear functions with given knots (the reference "linear spline with m knots").
-* :func:`pl_l2_error` -- the L2 error of a function that is affine between given
-  breakpoints (for a general network: :func:`lib.pieces.breakpoints`), by Gauss-Legendre on
-  every cell (exact up to the smooth target's quadrature error).
-* :func:`yarotsky_l2_error_sq_exact` -- ``||f_m - x^2||^2_{L2[0,1]}`` in exact arithmetic.
-* :func:`fit_power_law` -- least-squares slope of ``log y`` against ``log x``.
+* :func:`quadrature_loss` (per-member factors ``c_s`` give each member its own step), :func:`ntk_gram`
+  (``K_ij = sqrt(w_i w_j) <grad f(x_i), grad f(x_j)>``; half the Gauss-Newton Hessian's top
+  eigenvalue, :func:`step_size_from_gram`), :func:`spline_projection`, :func:`adapted_knots`
+  (best L2 linear splines), :func:`pl_l2_error` (exact L2 error of a piecewise-affine function),
+  :func:`yarotsky_l2_error_sq_exact` (exact arithmetic), :func:`fit_power_law`.
 * The chapter's experiments: :func:`train_breakpoint_nets` (GD on breakpoint nets of one
   width, errors at several horizons) and :func:`breakpoint_width_sweep` (over the widths, with
   breakpoint movement and kernel drift); the controls :func:`zero_output_start`,
   :func:`linearised_floor`, :func:`lemma_c_bound`, :func:`balanced_configuration`,
-  :func:`model_upper_bound`, :func:`optimise_breakpoints` (the model's floor from above) and
-  Gentile and Welper's own setting :func:`authors_setting`; the ``x^2`` runs :func:`train_relu_ensemble` and the
-  construction's table :func:`yarotsky_references`.
+  :func:`model_upper_bound`, :func:`optimise_breakpoints` and :func:`model_floor_search` (the
+  model's floor from above), :func:`authors_setting` (Gentile and Welper's own setting); the
+  ``x^2`` runs :func:`train_relu_ensemble` and :func:`yarotsky_references`.
 
 Everything computes in the dtype it is given (float64 in the book) and on the CPU by default.
 """
@@ -66,8 +58,7 @@ __all__ = [
     "yarotsky_l2_error_sq_exact", "PowerFit", "fit_power_law",
     "train_breakpoint_nets", "breakpoint_width_sweep", "zero_output_start", "linearised_floor",
     "lemma_c_bound", "balanced_configuration", "model_upper_bound", "optimise_breakpoints",
-    "authors_setting", "train_relu_ensemble",
-    "yarotsky_references",
+    "model_floor_search", "authors_setting", "train_relu_ensemble", "yarotsky_references",
 ]
 
 Target = Callable[[torch.Tensor], torch.Tensor]
@@ -767,9 +758,10 @@ def optimise_breakpoints(target: Target, net: BreakpointNet, steps: int, *, lr: 
                          interval: tuple[float, float] = (-1.0, 1.0), panels_per_width: int = 8) -> np.ndarray:
     """The breakpoint model's own floor, approached from above: Adam directly on the breakpoints
     of ``net`` (signs fixed; trained in place) for the quadrature loss of ``target`` (2-point
-    Gauss-Legendre, ``panels_per_width * m`` panels), step ``lr`` (default ``0.05/m``) decaying
-    geometrically to ``lr/100``.  Returns the exact L2 errors ``(S,)`` of the best iterate of each
-    member among the checks (every ``steps // 10``; also the start)."""
+    Gauss-Legendre, ``panels_per_width * m`` panels), step ``lr`` (default ``0.05/m``) times 0.2
+    at each quarter of the run (the shape of the authors' StepLR).  Returns the exact L2 errors
+    ``(2, S)`` of each member's best iterate among the checks (the start, every ``steps // 10``):
+    row 0 up to half the steps, row 1 up to the end."""
     steps, m = check_count(steps, "steps"), net.width
     lr = 0.05 / m if lr is None else float(lr)
     if not (math.isfinite(lr) and lr > 0):
@@ -777,8 +769,8 @@ def optimise_breakpoints(target: Target, net: BreakpointNet, steps: int, *, lr: 
     quad = quadrature(check_count(panels_per_width, "panels_per_width") * m, order=2, interval=interval)
     y, loss = target(quad.nodes).reshape(-1, 1), quadrature_loss(quad.weights)
     opt = torch.optim.Adam([net.theta], lr=lr)
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.01 ** (1 / steps))
-    best = net.l2_errors(target, interval)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(steps // 4, 1), gamma=0.2)
+    best = half = net.l2_errors(target, interval)
     for step in range(1, steps + 1):
         opt.zero_grad()
         loss(net(quad.nodes), y).backward()
@@ -786,7 +778,29 @@ def optimise_breakpoints(target: Target, net: BreakpointNet, steps: int, *, lr: 
         sched.step()
         if step % max(steps // 10, 1) == 0 or step == steps:
             best = np.minimum(best, net.l2_errors(target, interval))
-    return best
+        half = best if step == steps // 2 else half
+    return np.stack([half, best])
+
+
+def model_floor_search(target: Target, m: int, starts: int, steps: int, *, extra: BreakpointNet | None = None,
+                       seed: int = 0, lr: float | None = None,
+                       interval: tuple[float, float] = (-1.0, 1.0)) -> dict:
+    """The best breakpoint net of width ``m`` found (an upper bound on the model's floor F_m):
+    :func:`optimise_breakpoints` (step decay, ``lr`` default ``0.5/m``) from ``starts`` random
+    balanced-sign starts (seed ``seed``) and the nets of ``extra`` (e.g. an explicit configuration,
+    trained nets), all members in one batch.  Returns ``floor`` (best exact error), ``half_steps``
+    (best after half the steps), ``half_starts`` (best over the first half of the random starts and
+    ``extra``) and ``errors`` (per member, ``(2, S)`` as :func:`optimise_breakpoints`)."""
+    m, starts = check_count(m, "m"), check_count(starts, "starts")
+    net = BreakpointNet.random(m, starts, interval=interval, seed=check_seed(seed))
+    if extra is not None:
+        if not isinstance(extra, BreakpointNet) or extra.width != m:
+            raise TypeError(f"extra must be a BreakpointNet of width {m} or None")
+        net = BreakpointNet(torch.cat([net.breakpoints, extra.breakpoints]), torch.cat([net.signs, extra.signs]))
+    err = optimise_breakpoints(target, net, steps, lr=0.5 / m if lr is None else lr, interval=interval)
+    keep = np.r_[np.arange(max(starts // 2, 1)), np.arange(starts, err.shape[1])]
+    return {"floor": float(err[1].min()), "half_steps": float(err[0].min()),
+            "half_starts": float(err[1, keep].min()), "errors": err}
 
 
 def authors_setting(target: Target, m: int, members: int, steps: int, horizons: Sequence[int], *,
