@@ -24,12 +24,12 @@ fixed).  The computation runs in the parameters' dtype; ``inputs`` must have tha
   Lanczos run warm-started from the previous point's eigenvectors, mixed with a random
   vector, with a cold start every few calls (a warm start alone could certify the second
   eigenpair after the top two swap).
+* :func:`dense_hessian` -- the full ``(P, P)`` Hessian (``torch.func.jacrev`` of
+  ``torch.func.grad``), for tests and small models.
 
 Ritz values are inner bounds: the top Ritz value is at most ``lambda_max`` and the bottom one
 at least ``lambda_min`` (Cauchy interlacing), so sharpness and ``|lambda_min|`` are never
 overestimated, and integrals of them are lower bounds.
-* :func:`dense_hessian` -- the full ``(P, P)`` Hessian (``torch.func.jacrev`` of
-  ``torch.func.grad``), for tests and small models.
 
 Memory: Lanczos keeps its basis, ``(max_iter + 1) x P`` float64 numbers (default
 ``max_iter = min(P, 300)``).
