@@ -456,7 +456,7 @@ def _one_step(dtype: torch.dtype, lr: float, w: float, x: float) -> tuple[float,
     loss = lambda o, y: ((o - y) ** 2).sum()   # noqa: E731
     (g,) = torch.autograd.grad(loss(model(xs), zero), [model.weight])
     run = train.gd(model, loss, xs, zero, lr=lr, steps=1)
-    return float(run.model.weight), g.reshape(())
+    return float(run.model.weight.detach()), g.reshape(())
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
