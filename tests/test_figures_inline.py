@@ -4,7 +4,6 @@ figure inline: one ``image/png`` output per ``{glue:figure}`` of the chapter.  I
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -15,21 +14,13 @@ from nbclient import NotebookClient
 BOOK = Path(__file__).resolve().parents[1] / "book"
 
 
-def _run(chapter: str, build: bool) -> tuple[int, int]:
+def _run(chapter: str, build: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
     path = BOOK / chapter
     notebook = jupytext.read(path, fmt="md:myst")
-    env = {"BOOK_BUILD": "1" if build else "0", "BOOK_PROGRESS": "0"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        NotebookClient(notebook, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(BOOK)}}).execute()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    monkeypatch.setenv("BOOK_BUILD", "1" if build else "0")   # the kernel inherits the environment
+    monkeypatch.setenv("BOOK_PROGRESS", "0")
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(BOOK)}}).execute()
     images = sum("image/png" in out.get("data", {}) for cell in notebook.cells
                  if cell.cell_type == "code" for out in cell.get("outputs", []))
     figures = len(re.findall(r"^```\{glue:figure\}", path.read_text(encoding="utf-8"), re.M))
@@ -37,8 +28,8 @@ def _run(chapter: str, build: bool) -> tuple[int, int]:
 
 
 @pytest.mark.slow
-def test_sawtooth_chapter_shows_every_figure_inline_outside_the_build() -> None:
-    images, figures = _run("sawtooth.md", build=False)
+def test_sawtooth_chapter_shows_every_figure_inline_outside_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    images, figures = _run("sawtooth.md", build=False, monkeypatch=monkeypatch)
     assert figures >= 3
     assert images == figures
 
