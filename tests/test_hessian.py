@@ -275,3 +275,28 @@ def test_tracker_cold_starts_and_bad_safeguards() -> None:
         hessian.EigenTracker(CE, x, y, mix=-1.0)
     with pytest.raises(ValueError, match="cold_every"):
         hessian.EigenTracker(CE, x, y, cold_every=-1)
+
+
+def test_top_means_largest_not_largest_in_magnitude() -> None:
+    """A saddle whose negative eigenvalue dominates: Hessian diag(2, 1, 0.5, -5) of
+    sum_i d_i w_i^2 / 2 (a closed form, independent of lib). "top" must give 2, 1 (not -5, 2);
+    "bottom" must give -5; "both" both ends."""
+    import torch
+    from torch import nn
+
+    from lib import hessian
+
+    d = torch.tensor([2.0, 1.0, 0.5, -5.0], dtype=torch.float64)
+    model = nn.Linear(4, 1, bias=False).double()
+    inputs = torch.eye(4, dtype=torch.float64)
+
+    def loss(out, _targets):   # out_i = w_i, so the loss is sum d_i w_i^2 / 2
+        return 0.5 * (d * out.reshape(-1) ** 2).sum()
+
+    targets = torch.zeros(4, 1, dtype=torch.float64)
+    top = hessian.eigenvalues(model, loss, inputs, targets, k=2, which="top")
+    assert torch.allclose(top, torch.tensor([2.0, 1.0], dtype=torch.float64), atol=1e-8)
+    bottom = hessian.eigenvalues(model, loss, inputs, targets, k=1, which="bottom")
+    assert torch.allclose(bottom, torch.tensor([-5.0], dtype=torch.float64), atol=1e-8)
+    both = hessian.eigenvalues(model, loss, inputs, targets, k=1, which="both")
+    assert torch.allclose(both, torch.tensor([-5.0, 2.0], dtype=torch.float64), atol=1e-8)
