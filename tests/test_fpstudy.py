@@ -316,3 +316,12 @@ def test_he_precision_grid_rows() -> None:
     with pytest.raises((TypeError, ValueError), match="dtypes"):
         fpstudy.he_precision_grid([2], [3], 1, x, y, ["float8"], steps=1, record_every=1, grid=grid)
 
+
+
+def test_mean_reciprocal_update_by_hand() -> None:
+    """Rows are networks: mean of 1/|Delta| over the non-zero entries, inf for an all-zero row."""
+    delta = np.array([[[0.5, -0.25], [0.0, 1.0]], [[0.0, 0.0], [0.0, 0.0]]])
+    out = fpstudy.mean_reciprocal_update(delta)
+    assert out[0] == (2 + 4 + 1) / 3 and np.isinf(out[1])
+    with pytest.raises(ValueError, match="delta"):
+        fpstudy.mean_reciprocal_update(np.zeros((0, 3)))

@@ -208,14 +208,12 @@ def test_top_two_and_lambda_min_match_scipy_eigsh_on_a_mid_sized_model() -> None
     assert top[0] <= ref_top[0] + 1e-12 * scale and lam_min >= ref_min - 1e-12 * scale
 
 
-def test_tracker_warm_start_from_the_second_eigenvector_still_finds_the_top() -> None:
-    # an unguarded warm start along u2 with no component along u1 (as after a swap)
-    # certifies lambda_2; the random component of the guarded start finds lambda_1 (a gap of
-    # 10 %: a gap the tolerance does not resolve cannot be separated by a residual test)
-    rng = np.random.default_rng(5)
-    n = 400
+def _rotated_quadratic(top: list[float], seed: int, n: int = 400):
+    """A quadratic loss 0.5 w^T A w with A = Q diag(top, bulk in [-1, 5]) Q^T (Q random
+    orthogonal), as a linear model on identity inputs: (q, model, loss, inputs, targets)."""
+    rng = np.random.default_rng(seed)
     q, _ = np.linalg.qr(rng.standard_normal((n, n)))
-    lam = np.concatenate([[10.0, 9.0], np.linspace(-1, 5, n - 2)])
+    lam = np.concatenate([top, np.linspace(-1, 5, n - len(top))])
     a = torch.from_numpy(q @ np.diag(lam) @ q.T)
     model = nn.Linear(n, 1, bias=False).double()
 
@@ -223,7 +221,15 @@ def test_tracker_warm_start_from_the_second_eigenvector_still_finds_the_top() ->
         w = out.reshape(-1)                  # the inputs are the identity: out = w
         return 0.5 * w @ a @ w
 
-    x, y = torch.eye(n, dtype=torch.float64), torch.zeros(n, 1, dtype=torch.float64)
+    return rng, q, model, quad, torch.eye(n, dtype=torch.float64), torch.zeros(n, 1, dtype=torch.float64)
+
+
+def test_tracker_warm_start_from_the_second_eigenvector_still_finds_the_top() -> None:
+    # an unguarded warm start along u2 with no component along u1 (as after a swap)
+    # certifies lambda_2; the random component of the guarded start finds lambda_1 (a gap of
+    # 10 %: a gap the tolerance does not resolve cannot be separated by a residual test)
+    rng, q, model, quad, x, y = _rotated_quadratic([10.0, 9.0], seed=5)
+    n = len(q)
     # the previous vector: u2 plus 1 % of the bulk (no u1; lanczos restarts at an exact
     # eigenvector, which a slightly perturbed one does not trigger)
     bulk = q[:, 2:] @ rng.standard_normal(n - 2)
@@ -240,18 +246,8 @@ def test_tracker_with_an_edge_sized_gap_errs_by_at_most_the_gap() -> None:
     """At the edge of stability the top gap goes down to ~0.3 %: there the guarded warm start
     may certify either eigenvalue (the limit of the safeguard), so the sharpness is right to
     within the gap, while "the" top eigenvector is not determined."""
-    rng = np.random.default_rng(6)
-    n = 400
-    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
-    lam = np.concatenate([[10.0, 9.97], np.linspace(-1, 5, n - 2)])
-    a = torch.from_numpy(q @ np.diag(lam) @ q.T)
-    model = nn.Linear(n, 1, bias=False).double()
-
-    def quad(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        w = out.reshape(-1)
-        return 0.5 * w @ a @ w
-
-    x, y = torch.eye(n, dtype=torch.float64), torch.zeros(n, 1, dtype=torch.float64)
+    rng, q, model, quad, x, y = _rotated_quadratic([10.0, 9.97], seed=6)
+    n = len(q)
     bulk = q[:, 2:] @ rng.standard_normal(n - 2)
     u2 = torch.from_numpy(q[:, 1] + 1e-2 * bulk / np.linalg.norm(bulk))
     tracker = hessian.EigenTracker(quad, x, y, tol=1e-4, mix=0.5, cold_every=0)

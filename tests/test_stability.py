@@ -210,13 +210,19 @@ def test_sun_toy_runs_match_the_convolution_the_map_and_the_linear_model() -> No
         stability.sun_toy_runs(w0, (), 2.0, 5, c, n_plus, n_minus)
 
 
-def test_lastbit_accuracy_avg_and_spread_ratio() -> None:
+def _tiny_classification():
+    """40 random 4-d inputs in 3 classes, one-hot targets, and a factory of 4-8-3 tanh MLPs."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(40, 4, generator=g)
     labels = torch.randint(0, 3, (40,), generator=g)
     y = torch.nn.functional.one_hot(labels, 3).float()
-    make = lambda seed: nets.mlp((4, 8, 3), "tanh", init="pytorch", dtype=torch.float32,
+    make = lambda seed: nets.mlp((4, 8, 3), "tanh", init="pytorch", dtype=torch.float32,  # noqa: E731
                                  seed=seed)
+    return x, labels, y, make
+
+
+def test_lastbit_accuracy_avg_and_spread_ratio() -> None:
+    x, labels, y, make = _tiny_classification()
     acc = stability.lastbit_accuracy_avg(make, nets.square_loss, x, y, eta=0.1, ks=(1, 3),
                                          seeds=(0, 1), steps=20, last=10, every=5,
                                          test_inputs=x, test_labels=labels)
@@ -291,12 +297,7 @@ def test_spread_ratio_reads_equal_spreads_as_one() -> None:
 
 
 def test_spread_by_window_and_history() -> None:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(40, 4, generator=g)
-    labels = torch.randint(0, 3, (40,), generator=g)
-    y = torch.nn.functional.one_hot(labels, 3).float()
-    make = lambda seed: nets.mlp((4, 8, 3), "tanh", init="pytorch", dtype=torch.float32,
-                                 seed=seed)
+    x, labels, y, make = _tiny_classification()
     acc = stability.lastbit_accuracy_avg(make, nets.square_loss, x, y, eta=0.5, ks=(1, 3, 5),
                                          seeds=(0, 1, 2), steps=30, last=10, every=5,
                                          test_inputs=x, test_labels=labels, record_from=10)

@@ -22,7 +22,7 @@ from lib.exact import check_count, check_dtype, check_positive, linear_relu_laye
 
 __all__ = ["half_crossings", "perturbation_sweep", "perturbed_mse", "absorption", "bias_updates",
            "StackedRun", "stacked_lambda_max", "representable_step", "gd_stacked", "step_bound",
-           "noise_scale_counts", "is_dead", "he_precision_grid",
+           "noise_scale_counts", "is_dead", "he_precision_grid", "mean_reciprocal_update",
            "one_step_bound",
            "perturbed_start", "gd_near", "run_summary", "stall_summary"]
 
@@ -342,13 +342,20 @@ def representable_step(lam: float) -> float:
     return 2.0 ** math.floor(math.log2(1.0 / lam))
 
 
+def mean_reciprocal_update(delta: Any) -> np.ndarray:
+    """Per row (a network; ``delta`` of shape ``(S, ...)``): the mean of ``1/|Delta|`` over the
+    non-zero updates ``Delta`` of the row, ``inf`` if all are zero (assumption (A)'s quantity).
+    Float64."""
+    a = np.abs(np.asarray(delta, dtype=np.float64))
+    if a.ndim < 1 or a.shape[0] == 0:
+        raise ValueError(f"delta must have a non-empty first axis (one row per network), got shape {a.shape}")
+    a = a.reshape(len(a), -1)
+    return np.array([(1 / r[r > 0]).mean() if (r > 0).any() else np.inf for r in a])
+
+
 def _mean_recip(bias_updates: Sequence[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
-    a = torch.cat([u.detach().to(torch.float64).abs() for u in bias_updates], dim=1)   # (S, neurons)
-    nz = a > 0
-    recip = torch.where(nz, 1 / torch.where(nz, a, torch.ones_like(a)), torch.zeros_like(a)).sum(dim=1)
-    count = nz.sum(dim=1)
-    mean = torch.where(count > 0, recip / count.clamp(min=1), torch.full_like(recip, math.inf))
-    return mean.numpy(), count.numpy()
+    a = torch.cat([u.detach().to(torch.float64) for u in bias_updates], dim=1).numpy()   # (S, neurons)
+    return mean_reciprocal_update(a), (a != 0).sum(axis=1)
 
 
 def gd_stacked(nets_list: Sequence[nn.Sequential], x: torch.Tensor, y: torch.Tensor,
