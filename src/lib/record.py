@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from lib import claims as _claims
+from lib.bookbuild import toc_files
 from lib.config import PROFILE_ENV, PROFILES, PROGRESS_ENV
 from lib.report import BOOK_TITLE, PAPER_RECORD, git_commit, hardware, load_record, now
 
@@ -38,20 +39,8 @@ DEFAULT_TOC = Path("_toc.yml")
 
 def toc_chapters(root: Path | str = ".") -> list[Path]:
     """The notebook chapters listed in ``_toc.yml`` under ``root``, in reading order."""
-    root = Path(root)
-    toc = (root / DEFAULT_TOC).read_text(encoding="utf-8")
-    pages = []
-    for line in toc.splitlines():
-        line = line.strip().lstrip("-").strip()
-        for key in ("file:", "root:"):
-            if line.startswith(key):
-                pages.append(line[len(key):].strip())
-    out = []
-    for page in pages:
-        path = root / f"{page}.md"
-        if path.is_file() and _is_notebook(path):
-            out.append(path)
-    return out
+    return [path for path in toc_files(Path(root), str(DEFAULT_TOC))
+            if path.suffix == ".md" and _is_notebook(path)]
 
 
 def _is_notebook(path: Path) -> bool:
