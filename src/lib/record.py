@@ -79,8 +79,12 @@ def _kernel_manager() -> Any:
     return KernelManager(kernel_name="python3", kernel_spec_manager=CurrentEnv())
 
 
-def run_chapter(path: Path | str, profile: str, timeout: int = 7200) -> dict[str, Any]:
-    """Execute one chapter at ``profile``; return its ledger, run time, status and error."""
+def run_chapter(path: Path | str, profile: str, timeout: int = 7200,
+                progress: bool = False) -> dict[str, Any]:
+    """Execute one chapter at ``profile``; return its ledger, run time, status and error.
+
+    With ``progress`` each executed code cell is logged (index, seconds since the start).
+    """
     import jupytext
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -98,6 +102,7 @@ def run_chapter(path: Path | str, profile: str, timeout: int = 7200) -> dict[str
         client = NotebookClient(
             notebook, km=km, timeout=timeout, allow_errors=False,
             resources={"metadata": {"path": str(path.parent.resolve())}},
+            on_cell_executed=_progress(path.stem, start) if progress else None,
         )
         try:
             client.execute()
@@ -117,6 +122,15 @@ def run_chapter(path: Path | str, profile: str, timeout: int = 7200) -> dict[str
         "status": status,
         "error": error,
     }
+
+
+def _progress(name: str, start: float) -> Any:
+    """An nbclient hook printing each executed code cell with the time since ``start``."""
+    def hook(cell: Any, cell_index: int, **_: Any) -> None:
+        if cell.get("cell_type") == "code":
+            print(f"[lib.record] {name}: cell {cell_index} done at "
+                  f"{time.perf_counter() - start:.0f} s", flush=True)
+    return hook
 
 
 def merge(
@@ -175,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = []
     for chapter in chapters:
         print(f"[lib.record] {chapter} at profile {args.profile} ...", flush=True)
-        run = run_chapter(chapter, args.profile, timeout=args.timeout)
+        run = run_chapter(chapter, args.profile, timeout=args.timeout, progress=True)
         n = len(run["ledger"]["claims"]) if run["ledger"] else 0
         print(f"[lib.record] {chapter}: {run['status']}, {n} claims, {run['runtime_s']:.0f} s"
               + (f": {run['error']}" if run["error"] else ""), flush=True)
