@@ -20,7 +20,7 @@ LIB = Path(__file__).resolve().parents[1] / "src" / "lib"
 GROUND = {"exact", "config", "seeding"}
 CONSTRUCTIONS = {"sawtooth", "pieces", "_counting", "fp", "_reference", "nets", "data"}
 DYNAMICS = {"hessian", "train", "flows", "approx", "fpstudy", "stability", "lowprec"}
-APART = {"claims", "report", "record", "bookbuild", "plotting"}
+APART = {"claims", "report", "record", "bookbuild", "_bibstyle", "plotting"}
 FLOOR = {**{m: 0 for m in GROUND}, **{m: 1 for m in CONSTRUCTIONS}, **{m: 2 for m in DYNAMICS}}
 #: Modules the house rules do not (yet) bind: owned elsewhere (the claims ledger and the
 #: report, which stand apart) -- their sizes are not checked here.

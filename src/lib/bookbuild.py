@@ -308,6 +308,10 @@ def _configure(app: Any, config: Any) -> None:
 
 
 def setup(app: Any) -> dict[str, Any]:
+    # The bibliography's author-year labels and the matching citation style (lib._bibstyle).
+    from lib import _bibstyle
+
+    _bibstyle.register()
     # myst-nb reads nb_execution_cache_path at builder-inited, after config-inited.
     app.connect("config-inited", _configure)
     # After myst-nb's own builder-inited handler (priority 500) has built its configuration.
