@@ -184,3 +184,18 @@ def test_checks_are_visible_not_removed() -> None:
         assert ":tags: [remove-cell]" not in text, f"{entry}: a removed cell (use hide-cell)"
         for cell in re.findall(r"```\{code-cell\} ipython3\n:tags: \[remove-input\]\n(.*?)```", text, re.S):
             assert cell.strip() == "ledger.table()", (entry, cell[:80])
+
+
+def test_binder_links_open_a_stable_ref() -> None:
+    """The launch buttons (``repository.branch``) and the README's badge open the same release
+    ref, and not ``main``: links that follow main make mybinder.org rebuild after every push."""
+    import re
+
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    ref = cfg["repository"]["branch"]
+    assert ref not in {"main", "master", "HEAD"}, ref
+    badges = re.findall(r"mybinder\.org/v2/gh/([^/]+)/([^/]+)/([^?)\s]+)",
+                        (ROOT / "README.md").read_text(encoding="utf-8"))
+    assert badges, "the README has no Binder badge"
+    org, repo = cfg["repository"]["url"].rstrip("/").split("/")[-2:]
+    assert set(badges) == {(org, repo, ref)}, (badges, (org, repo, ref))
