@@ -1,5 +1,8 @@
 """Tests of lib.data: the digits subsets and the synthetic regression set."""
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -192,3 +195,77 @@ def test_gaussian_regression_reproduces_its_documented_draws() -> None:
     assert np.abs(ds.targets.numpy()).min() > 0
     other = data.gaussian_regression(n, d, out_dim=out, noise=noise, seed=seed + 1)
     assert not np.array_equal(other.targets.numpy(), ds.targets.numpy())
+
+
+# ------------------------------------------------------------------ issue 19: the one argument layer
+def test_digits_takes_numpy_and_torch_integers_as_the_python_ones() -> None:
+    """Reference: the same call with Python ints."""
+    ref = data.digits(30, classes=(3, 5), n_test=4, seed=1)
+    for n, n_test, seed, classes in ((np.int64(30), np.int32(4), np.int64(1), np.array([3, 5])),
+                                     (torch.tensor(30), torch.tensor(4), torch.tensor(1),
+                                      [torch.tensor(3), np.int8(5)])):
+        ds = data.digits(n, classes=classes, n_test=n_test, seed=seed)
+        assert torch.equal(ds.inputs, ref.inputs) and torch.equal(ds.test_labels, ref.test_labels)
+        assert ds.classes == (3, 5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n": True}, "n must be an integer"), ({"n": 10.0}, "n must be an integer"),
+    ({"n": 10, "n_test": True}, "n_test"), ({"n": 10, "classes": 3}, "classes"),
+    ({"n": 10, "classes": [1, np.True_]}, r"classes\[1\]"), ({"n": 10, "seed": np.True_}, "seed"),
+    ({"n": 10, "one_hot": 1}, "one_hot"), ({"n": 10, "standardize": "yes"}, "standardize"),
+])
+def test_digits_refuses_bools_and_wrong_kinds(kwargs: dict, match: str) -> None:
+    with pytest.raises((TypeError, ValueError), match=match):
+        data.digits(**kwargs)
+
+
+def test_gaussian_regression_guards() -> None:
+    ref = data.gaussian_regression(6, 2, noise=0.5, seed=3)
+    same = data.gaussian_regression(np.int64(6), torch.tensor(2), noise=torch.tensor(0.5), seed=3)
+    assert torch.equal(ref.targets, same.targets)
+    for kwargs, match in (({"n": True, "d": 2}, "n must be an integer"),
+                          ({"n": 5, "d": 2, "noise": True}, "noise"),
+                          ({"n": 5, "d": 2, "noise": float("nan")}, "noise"),
+                          ({"n": 10**6, "d": 10**3}, "size guard"),
+                          ({"n": 5, "d": 2, "out_dim": 0}, "out_dim")):
+        with pytest.raises(ValueError, match=match):
+            data.gaussian_regression(**kwargs)
+
+
+def test_gauss_legendre_order_is_guarded() -> None:
+    """A huge order would build an order x order eigenproblem: refused before any work."""
+    with pytest.raises(ValueError, match="order must be at most 256"):
+        data.gauss_legendre(np.zeros(1), np.ones(1), 10**6)
+    with pytest.raises(ValueError, match="order must be at most 256"):
+        data.quadrature(1, order=10**6)
+    with pytest.raises(TypeError, match="panels"):
+        data.quadrature(True)
+    x, w = data.gauss_legendre(np.zeros(1), np.ones(1), np.int64(3))
+    np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-15)
+
+
+def test_gaussian_bump_refuses_non_numbers_and_keeps_nan() -> None:
+    """Reference for the accepted kinds: the float64 formula at the same number."""
+    assert data.gaussian_bump(Fraction(1, 4)) == data.gaussian_bump(0.25)
+    assert data.gaussian_bump(0.25, np.int64(1)) == data.gaussian_bump(0.25, 1)
+    assert math.isnan(data.gaussian_bump(math.nan))
+    assert np.isnan(data.gaussian_bump(np.array([0.0, np.nan]), 2)[1])
+    for bad in (None, "0.5", np.array([True, False]), [None, 1.0], 1 + 2j):
+        with pytest.raises(TypeError, match="x"):
+            data.gaussian_bump(bad)
+    for bad in (True, 1.0, 3, -1):
+        with pytest.raises(ValueError, match="derivative"):
+            data.gaussian_bump(0.5, bad)
+
+
+def test_quadrature_integrate_checks_values_and_keeps_nan() -> None:
+    """Reference: int_0^1 x^2 dx = 1/3 (two Gauss-Legendre nodes per panel are exact)."""
+    rule = data.quadrature(np.int64(4), order=torch.tensor(2))
+    assert rule.integrate(rule.nodes**2).item() == pytest.approx(1 / 3, rel=1e-14)
+    values = rule.nodes.clone()
+    values[3] = math.nan
+    assert math.isnan(rule.integrate(values).item())
+    for bad in (rule.nodes.tolist(), torch.ones(rule.n, dtype=torch.int64), torch.tensor(1.0)):
+        with pytest.raises((TypeError, ValueError), match="values"):
+            rule.integrate(bad)

@@ -162,3 +162,41 @@ def test_exact_sign_predicate_near_cancellation(p: int, q: int, r: int, k: int) 
     exact = Fraction(a) * Fraction(b) + Fraction(c) * Fraction(d)
     got = E.sign_of_products(*(np.array([v]) for v in (a, b, c, d)))[0]
     assert got == (exact > 0) - (exact < 0)
+
+
+# --------------------------------------------------------------------------- issue 19 regressions
+def test_check_count_without_a_minimum_still_refuses_bools() -> None:
+    assert E.check_count(-5, "a", minimum=None) == -5
+    assert E.check_count(torch.tensor(-3), "a", minimum=None) == -3
+    with pytest.raises(E.InvalidArgumentError, match=r"a must be an integer, got True"):
+        E.check_count(True, "a", minimum=None)
+
+
+def test_linear_arrays_checks_index_and_layer() -> None:
+    lin = nn.Linear(2, 1)
+    w, b = E.linear_arrays(lin, np.int64(3))
+    assert w.shape == (1, 2) and b.shape == (1,)
+    with pytest.raises(TypeError, match="index"):
+        E.linear_arrays(lin, True)
+    with pytest.raises(ValueError, match="index"):
+        E.linear_arrays(lin, -1)
+    with pytest.raises(TypeError, match="layer must be an nn.Linear"):
+        E.linear_arrays(nn.ReLU())
+
+
+def test_sign_of_products_converts_array_likes_and_refuses_bad_operands() -> None:
+    """Reference: the sign of the exact Fraction value of a*b + c*d."""
+    a, b, c, d = [0.1, -3.0], [0.2, 2.0], [0.3, 1.5], [-0.0666, 4.0]
+    want = [int(np.sign(Fraction(p) * Fraction(q) + Fraction(r) * Fraction(s)))
+            for p, q, r, s in zip(a, b, c, d)]
+    assert E.sign_of_products(*(np.array(v) for v in (a, b, c, d))).tolist() == want
+    assert E.sign_of_products(*(torch.tensor(v, dtype=torch.float64) for v in (a, b, c, d))).tolist() == want
+    assert E.sign_of_products(a, b, c, d).tolist() == want
+    with pytest.raises(ValueError, match="d must be a 1-D array"):
+        E.sign_of_products(np.array([1.0]), np.array([1.0]), np.array([1.0]), -1424)
+    with pytest.raises(ValueError, match="one shape"):
+        E.sign_of_products(np.ones(2), np.ones(2), np.ones(2), np.ones(3))
+    with pytest.raises(ValueError, match="c must be finite"):
+        E.sign_of_products(np.ones(1), np.ones(1), np.array([math.nan]), np.ones(1))
+    with pytest.raises(TypeError, match="b must be real numbers"):
+        E.sign_of_products(np.ones(1), np.array([True]), np.ones(1), np.ones(1))

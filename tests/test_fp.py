@@ -542,3 +542,85 @@ def test_sawtooth_orbits_errors_are_the_amplified_input_rounding() -> None:
     assert orbit.errors[:, 0].tolist() == expected
     assert orbit.amplified[:, 0].tolist() == expected
     assert orbit.float_exact
+
+
+# ------------------------------------------------------------------ issue 19: the one argument layer
+@pytest.mark.parametrize("bad", [True, [True, 0.5], np.array([True]), torch.tensor([True]),
+                                 1 + 2j, np.array([1 + 1j]), [0.5, None], "0.5"])
+def test_round_to_format_and_ulp_refuse_bools_and_non_reals(bad) -> None:
+    with pytest.raises(TypeError, match="x must be numbers"):
+        fp.round_to_format(bad, torch.float16)
+    with pytest.raises(TypeError, match="x must be numbers"):
+        fp.ulp(bad, torch.float16)
+
+
+def test_round_to_format_keeps_nan_and_the_integer_path() -> None:
+    """Reference: round_exact on the same exact numbers; NaN stays NaN."""
+    out = fp.round_to_format([1, 2049, math.nan], torch.float16).to(torch.float64)
+    assert out[0].item() == 1.0 and out[1].item() == float(fp.round_exact(2049, torch.float16))
+    assert math.isnan(out[2].item())
+    assert fp.round_to_format(np.int64(2049), torch.float16).item() == 2048.0
+
+
+def test_error_measures_name_the_non_finite_side() -> None:
+    with pytest.raises(ValueError, match="computed must be finite"):
+        fp.ulp_error([math.nan], [Fraction(1, 3)], torch.float32)
+    with pytest.raises(ValueError, match="ref must be finite"):
+        fp.relative_error([0.5], [math.inf])
+    assert fp.absolute_error([math.nan], [Fraction(1, 3)])[0] == math.inf  # documented: inf
+    with pytest.raises(ValueError, match=r"values\[1\] must be finite"):
+        fp.total_variation([0, math.nan, 1])
+    with pytest.raises(ValueError, match=r"values\[0\]"):
+        fp.expected_crossings([math.inf, 1], 0.5, 0.2)
+    with pytest.raises(TypeError, match="center"):
+        fp.expected_crossings([0, 1], True, 0.2)
+    assert fp.expected_crossings([0, 1], torch.tensor(0.5), Fraction(1, 5)) == 1
+
+
+def test_representability_checks_its_dtype() -> None:
+    for call in (lambda d: fp.representable([0.5], d), lambda d: fp.resolved_pieces([0, 1], d)):
+        with pytest.raises(TypeError, match="dtype"):
+            call(torch.int32)
+        assert bool(np.all(call("float16")))
+
+
+def test_reference_checks_dps_in_every_arithmetic() -> None:
+    net = st.sawtooth_net(1)
+    for bad, err in ((True, TypeError), (2.5, TypeError), (10**9, ValueError)):
+        with pytest.raises(err, match="dps"):
+            fp.reference(net, [0.3], objective="mean_output", dps=bad)
+    ref = fp.reference(net, [0.3], objective="mean_output", dps=np.int64(30))
+    assert ref.dps is None and ref.values == [fp.reference(net, [0.3], objective="mean_output").values[0]]
+
+
+def test_construction_arguments_take_every_scalar_kind() -> None:
+    """Reference: the closed form at the Python float."""
+    want = -0.3 * math.log(0.3) - 0.7 * math.log(0.7)
+    for apex in (0.3, np.float64(0.3), torch.tensor(0.3, dtype=torch.float64)):
+        assert fp.tent_lyapunov(apex) == want
+    assert fp.tent_lyapunov(Fraction(1, 2)) == math.log(2)
+    for bad in (True, 0.0, 1, math.nan, "0.3"):
+        with pytest.raises(ValueError, match="apex"):
+            fp.tent_lyapunov(bad)
+    assert fp.random_reals(np.int64(3), seed=torch.tensor(1)) == fp.random_reals(3, seed=1)
+    for kwargs, match in (({"n": 10**9}, "n must be at most"), ({"n": 2, "bits": 10**9}, "bits"),
+                          ({"n": True}, "n must be an integer")):
+        with pytest.raises(ValueError, match=match):
+            fp.random_reals(seed=0, **kwargs)
+    with pytest.raises(ValueError, match="max_depth must be at most"):
+        fp.sawtooth_orbits([0.5], 10**9, torch.float16)
+
+
+def test_collapse_level_refuses_nan_and_bad_levels() -> None:
+    levels = [1e-4, 1e-3, 1e-2, 1e-1]
+    assert fp.collapse_level(levels, [1.0, 0.9, 0.3, 0.1], np.float64(0.5)) == \
+        fp.collapse_level(levels, [1.0, 0.9, 0.3, 0.1])
+    for lv, fr, match in ((levels, [1.0, math.nan, 0.3, 0.1], "fractions must not be NaN"),
+                          ([1e-4, math.nan, 1e-2, 1e-1], [1.0] * 4, "levels must be finite"),
+                          ([1e-4, 1e-3, 1e-2, math.inf], [1.0] * 4, "levels must be finite"),
+                          ([True, 2, 3, 4], [1.0] * 4, "levels must be numbers"),
+                          (levels, [None, 1, 1, 1], "fractions must be numbers")):
+        with pytest.raises((TypeError, ValueError), match=match):
+            fp.collapse_level(lv, fr)
+    with pytest.raises(TypeError, match="threshold"):
+        fp.collapse_level(levels, [1.0] * 4, threshold=True)

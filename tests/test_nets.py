@@ -186,3 +186,61 @@ def test_losses() -> None:
     logits, labels = torch.tensor([0.0, 2.0]), torch.tensor([1.0, 0.0])
     expected = (math.log(2) + math.log1p(math.exp(2.0))) / 2
     assert math.isclose(float(N.logistic(logits, labels)), expected, rel_tol=1e-6)
+
+
+# ------------------------------------------------------------------ issue 19: the one argument layer
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_numeric_arguments_accept_numpy_torch_and_fraction_scalars() -> None:
+    """Reference: the same call with the Python number."""
+    assert _same_weights(N.mlp([2, 3, 1], scale=np.float32(0.5), seed=np.int64(2)),
+                         N.mlp([2, 3, 1], scale=0.5, seed=2))
+    assert _same_weights(N.mlp([torch.tensor(2), np.int64(3), 1], scale=torch.tensor(0.5)),
+                         N.mlp([2, 3, 1], scale=0.5))
+    assert _same_weights(N.tent_net(np.int64(3), Fraction(3, 10)), N.tent_net(3, 0.3))
+    assert _same_weights(N.tent_net(torch.tensor(3), torch.tensor(0.25, dtype=torch.float64)),
+                         N.tent_net(3, 0.25))
+    net = st.sawtooth_net(2)
+    assert _same_weights(N.perturbed_net(net, torch.tensor(0.01, dtype=torch.float64), seed=1),
+                         N.perturbed_net(net, 0.01, seed=1))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: N.mlp([2, 1], scale=True), "scale"),
+    (lambda: N.mlp([2, 1], scale=math.nan), "scale"),
+    (lambda: N.mlp([2, 1], scale=-1.0), "scale"),
+    (lambda: N.mlp([2, 1], bias="no"), "bias"),
+    (lambda: N.mlp([2, True, 1]), r"widths\[1\]"),
+    (lambda: N.mlp([10**5, 10**5, 10**5]), "size guard"),
+    (lambda: N.perturbed_net(st.sawtooth_net(1), True), "rel"),
+    (lambda: N.perturbed_net(st.sawtooth_net(1), math.inf), "rel"),
+    (lambda: N.perturbed_net(st.sawtooth_net(1), 0.1, dtype="half"), "dtype"),
+    (lambda: N.tent_net(3, True), "apex"),
+    (lambda: N.tent_net(3, "0.3"), "apex"),
+    (lambda: N.tent_net(True, 0.3), "depth"),
+    (lambda: N.SunCNN(torch.zeros(16), kernel=True), "kernel"),
+    (lambda: N.SunCNN(torch.zeros(16), beta=True), "beta"),
+    (lambda: N.SunCNN(torch.zeros(15)), "weight must hold kernel\\*\\*2 = 16"),
+    (lambda: N.SunCNN("abcd"), "weight"),
+    (lambda: N.SunCNN(torch.zeros(16, dtype=torch.bool)), "weight"),
+])
+def test_bad_numeric_arguments_are_refused_naming_them(call, match) -> None:
+    with pytest.raises((TypeError, ValueError), match=match):
+        call()
+
+
+def test_losses_refuse_a_silent_broadcast_and_keep_nan() -> None:
+    """(n, 1) outputs against (n,) targets would average n^2 differences; the reference for the
+    accepted cases is the formula written out."""
+    out, y = torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([1.0, 2.0, 4.0])
+    for loss in (N.mse, N.square_loss):
+        with pytest.raises(ValueError, match="does not match out"):
+            loss(out, y)
+    assert N.mse(out, y.reshape(-1, 1)).item() == pytest.approx(1 / 3)
+    assert N.mse(out, torch.tensor(1.0)).item() == pytest.approx((0 + 1 + 4) / 3)
+    assert math.isnan(N.mse(torch.tensor([[math.nan], [1.0]]), torch.zeros(2, 1)).item())
+    assert math.isnan(N.square_loss(torch.tensor([[math.nan], [1.0]]), torch.zeros(2, 1)).item())
+    with pytest.raises(TypeError, match="tensors"):
+        N.mse(out, [1.0, 2.0, 3.0])

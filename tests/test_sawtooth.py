@@ -7,6 +7,7 @@ library's code paths: the library evaluates g by cases and, for dyadic inputs, w
 from __future__ import annotations
 
 import math
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -683,3 +684,69 @@ def test_forward_exactness_rejects_bad_input() -> None:
         S.forward_exactness(torch.tensor([[1.5]], dtype=torch.float64), 3)
     with pytest.raises(ValueError, match="max_depth"):
         S.forward_exactness(x, 0)
+
+
+# ------------------------------------------------------------------ issue 19: guards and the one layer
+def _g_ref(y: Fraction) -> Fraction:
+    """The hat map by its ReLU formula, on Fractions (independent of the module's cases)."""
+    relu = lambda t: max(t, Fraction(0))  # noqa: E731
+    return 2 * relu(y) - 4 * relu(y - Fraction(1, 2)) + 2 * relu(y - 1)
+
+
+@given(hs.integers(0, 2**20), hs.integers(0, 20), hs.integers(1, 4096))
+def test_sawtooth_exact_with_early_exit_agrees_with_the_formula(k: int, e: int, depth: int) -> None:
+    """The dyadic fast path stops once the numerator is 0; brute force: iterate the formula."""
+    x = Fraction(k, 2**e) if k <= 2**e else Fraction(1)
+    y = x
+    for _ in range(min(depth, e + 2)):  # after e + 2 steps every k/2^e has reached 0
+        y = _g_ref(y)
+    assert S.sawtooth_exact(x, depth) == y
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: S.sawtooth_exact(0.3, 10**9), "depth must be at most 4096"),
+    (lambda: S.yarotsky_exact(0.3, 10**9), "m must be at most 1024"),
+    (lambda: S.product_exact(0.3, 0.2, 10**9), "m must be at most"),
+    (lambda: S.shallow_sawtooth_parameter_count(10**9), "depth must be at most"),
+    (lambda: S.yarotsky_max_error_exact(10**3), "m must be at most 20"),
+    (lambda: S.pieces_l2_lower_bound_sq(10**9, 3), "depth must be at most"),
+    (lambda: S.pieces_sup_lower_bound(10**9, 3), "depth must be at most"),
+    (lambda: S.best_pl_fit(40, [0, 1]), "depth must be at most 20"),
+    (lambda: S.uniform_knots(10**9), "pieces must be at most"),
+    (lambda: S.leading_kink_knots(10**9, 3), "depth must be at most"),
+    (lambda: S.leading_kink_knots(40, 10**9), "pieces must be at most"),
+    (lambda: S.shallow_fit_bounds(10**6, 3), "depth must be at most 20"),
+    (lambda: S.forward_exactness(torch.zeros(2, 1), 10**9), "max_depth must be at most"),
+])
+def test_size_guards_refuse_quickly(call, match) -> None:
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=match):
+        call()
+    assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: S.sawtooth_net(2, units=True), "units"),
+    (lambda: S.sawtooth_net(2, units=np.True_), "units"),
+    (lambda: S.hat_numerator(True, 4), "a must be an integer"),
+    (lambda: S.hat_numerator(1, True), "n must be an integer"),
+    (lambda: S.hat_numerator(1, 0), "n must be an integer >= 1"),
+    (lambda: S.hat_numerator(1.0, 4), "a must be an integer"),
+    (lambda: S.grid_pieces([0, math.nan, 1]), r"values\[1\] must be finite"),
+    (lambda: S.grid_pieces([0, True, 1]), r"values\[1\]"),
+    (lambda: S.sawtooth_exact(0.3, True), "depth"),
+])
+def test_bools_and_nan_are_refused_naming_the_argument(call, match) -> None:
+    with pytest.raises((TypeError, ValueError), match=match):
+        call()
+
+
+def test_numpy_and_torch_integers_build_the_same_networks() -> None:
+    """Reference: the same construction from the Python int."""
+    for build in (S.sawtooth_net, S.yarotsky_square_net, S.shallow_sawtooth_net):
+        a, b = build(np.int64(3)), build(torch.tensor(3))
+        ref = build(3)
+        assert all(torch.equal(p, q) and torch.equal(p, r)
+                   for p, q, r in zip(ref.parameters(), a.parameters(), b.parameters()))
+    assert S.hat_numerator(np.int64(3), np.int64(8)) == S.hat_numerator(3, 8) == 6
+    assert S.sawtooth_net(2, units=np.int64(2))[0].out_features == 2

@@ -113,3 +113,26 @@ def test_generators_are_the_documented_streams_and_seeds_differ() -> None:
     a = (random.random(), np.random.random(), torch.rand(1).item())
     random.seed(5), np.random.seed(5), torch.manual_seed(5)
     assert a == (random.random(), np.random.random(), torch.rand(1).item())
+
+
+# ------------------------------------------------------------------ issue 19: the one argument layer
+def test_seeds_accept_numpy_and_0d_torch_integers_as_the_same_stream() -> None:
+    """Reference: numpy's default_rng and torch's Generator seeded with the Python int."""
+    for s in (np.int64(7), torch.tensor(7), np.array(7)):
+        assert seeding.numpy_rng(s).random() == np.random.default_rng(7).random()
+        assert torch.equal(torch.rand(3, generator=seeding.torch_generator(s)),
+                           torch.rand(3, generator=torch.Generator().manual_seed(7)))
+
+
+@pytest.mark.parametrize("bad", [np.True_, torch.tensor(True), torch.tensor(3.0), np.float64(2.0),
+                                 torch.tensor([1, 2])])
+def test_bools_and_non_integers_are_not_seeds(bad: object) -> None:
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        seeding.check_seed(bad)
+
+
+def test_threads_accept_numpy_integers_and_refuse_numpy_bools() -> None:
+    seeding.seed_everything(0, threads=np.int64(1))
+    assert torch.get_num_threads() == 1
+    with pytest.raises(ValueError, match="threads"):
+        seeding.seed_everything(0, threads=np.True_)

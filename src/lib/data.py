@@ -12,7 +12,7 @@ with MSE on one-hot targets (float32) and a test split for the test accuracy.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -21,7 +21,8 @@ import torch
 
 from sklearn.datasets import load_digits
 
-from lib.exact import check_count, check_dtype, check_interval  # data.check_interval: the one check
+from lib.exact import (check_count, check_dtype, check_interval,  # data.check_interval: the one check
+                       check_real)
 from lib.seeding import check_seed
 
 N_DIGITS = 1797
@@ -110,23 +111,24 @@ def digits(
     ``targets``: ``"labels"`` (int64 class indices, for cross-entropy) or ``"one_hot"``
     (rows of the identity in ``dtype``, for MSE as in Cohen et al. 2021); ``one_hot=True`` is
     the same as ``targets="one_hot"``.  ``labels`` always holds the class indices.
+
+    Guards: ``n`` and ``n_test`` are integers (Python, NumPy or 0-d torch; not bools) with
+    ``n + n_test`` at most the digits of ``classes``; ``classes`` is an iterable of distinct
+    integers in 0..9 (a string such as ``'12'`` is refused); ``seed`` as in
+    :func:`lib.exact.check_seed`.
     """
     x_all, y_all = _load_digits()
     if classes is None:
         classes_t = tuple(range(10))
     else:
-        if isinstance(classes, (str, bytes)) or not all(
-                isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) for c in classes):
+        if isinstance(classes, (str, bytes)) or not isinstance(classes, Iterable):
             raise TypeError(f"classes must be a sequence of ints (digits 0..9), got {classes!r}")
-        try:
-            classes_t = tuple(sorted(int(c) for c in classes))
-        except TypeError as exc:
-            raise TypeError(f"classes must be a sequence of ints, got {classes!r}") from exc
+        classes_t = tuple(sorted(check_count(c, f"classes[{i}]", minimum=0)
+                                 for i, c in enumerate(classes)))
         if len(classes_t) < 2 or len(set(classes_t)) != len(classes_t) or not set(classes_t) <= set(range(10)):
             raise ValueError(f"classes must be at least two distinct digits in 0..9, got {classes!r}")
-    if isinstance(n_test, bool) or not isinstance(n_test, int) or n_test < 0:
-        raise ValueError(f"n_test must be an int >= 0, got {n_test!r}")
-    if not isinstance(one_hot, bool):
+    n_test = check_count(n_test, "n_test", minimum=0)
+    if not isinstance(one_hot, (bool, np.bool_)):
         raise TypeError(f"one_hot must be a bool, got {type(one_hot).__name__}")
     if one_hot:
         if targets not in ("labels", "one_hot"):
@@ -134,14 +136,13 @@ def digits(
         targets = "one_hot"
     if targets not in TARGET_KINDS:
         raise ValueError(f"targets must be one of {TARGET_KINDS}, got {targets!r}")
-    if not isinstance(standardize, bool):
+    if not isinstance(standardize, (bool, np.bool_)):
         raise TypeError(f"standardize must be a bool, got {type(standardize).__name__}")
     dtype = check_dtype(dtype)
     seed = check_seed(seed)
     pool = np.flatnonzero(np.isin(y_all, classes_t))
-    if n is None:
-        n = len(pool) - n_test
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    n = len(pool) - n_test if n is None else check_count(n, "n")
+    if n < 1:
         raise ValueError(f"n must be a positive int (or None), got {n!r}")
     if n + n_test > len(pool):
         raise ValueError(f"n + n_test = {n + n_test} exceeds the {len(pool)} digits of classes {classes_t}")
@@ -182,6 +183,10 @@ def digits(
                    test_indices=test_idx.copy(), description=desc)
 
 
+#: Size guard of :func:`gaussian_regression`: entries of inputs and targets (80 MB of float64).
+MAX_SYNTHETIC_ENTRIES = 10**7
+
+
 def gaussian_regression(
     n: int,
     d: int,
@@ -196,12 +201,17 @@ def gaussian_regression(
     """Synthetic linear regression: inputs ``x ~ N(0, I_d)``, targets ``y = x W + noise * e``
     with ``W ~ N(0, 1/d)`` of shape ``(d, out_dim)`` and ``e ~ N(0, 1)``, all drawn in float64
     from ``numpy.random.default_rng(seed)`` and cast once to ``dtype``.  Targets have shape
-    ``(n, out_dim)``.  A test split (``n_test`` more rows from the same model) is optional."""
-    for name, value, low in (("n", n, 1), ("d", d, 1), ("out_dim", out_dim, 1), ("n_test", n_test, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not np.isfinite(noise) or noise < 0:
-        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    ``(n, out_dim)``.  A test split (``n_test`` more rows from the same model) is optional.
+
+    Guards: integer sizes (not bools) with ``(n + n_test) * (d + out_dim)`` at most
+    :data:`MAX_SYNTHETIC_ENTRIES`, checked before drawing; ``noise`` a finite real ``>= 0``.
+    """
+    n, d = check_count(n, "n"), check_count(d, "d")
+    out_dim, n_test = check_count(out_dim, "out_dim"), check_count(n_test, "n_test", minimum=0)
+    if (n + n_test) * (d + out_dim) > MAX_SYNTHETIC_ENTRIES:
+        raise ValueError(f"(n + n_test) * (d + out_dim) must be at most {MAX_SYNTHETIC_ENTRIES} "
+                         f"(a size guard), got n={n}, n_test={n_test}, d={d}, out_dim={out_dim}")
+    noise = check_real(noise, "noise", ge=0)
     dtype = check_dtype(dtype)
     rng = np.random.default_rng(check_seed(seed))
     w = rng.standard_normal((d, out_dim)) / np.sqrt(d)
@@ -254,8 +264,11 @@ class Quadrature:
         return self.nodes.reshape(-1, 1)
 
     def integrate(self, values: torch.Tensor) -> torch.Tensor:
-        """``sum_i w_i values[i, ...]``: the quadrature of sampled values (first axis = nodes)."""
-        if values.shape[0] != self.n:
+        """``sum_i w_i values[i, ...]``: the quadrature of sampled values (first axis = nodes);
+        NaN in, NaN out."""
+        if not isinstance(values, torch.Tensor) or not torch.is_floating_point(values):
+            raise TypeError(f"values must be a floating-point tensor, got {type(values).__name__}")
+        if values.dim() == 0 or values.shape[0] != self.n:
             raise ValueError(f"values must have {self.n} rows (one per node), got {tuple(values.shape)}")
         w = self.weights.to(values.dtype).reshape((-1,) + (1,) * (values.dim() - 1))
         return (w * values).sum(0)
@@ -279,12 +292,16 @@ def composite_rule(lo: np.ndarray, hi: np.ndarray, ref_x: np.ndarray,
 
 def gauss_legendre(lo: np.ndarray, hi: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
     """``order`` Gauss-Legendre nodes and weights on every cell ``[lo[i], hi[i]]``
-    (:func:`composite_rule` of ``numpy.polynomial.legendre.leggauss``)."""
-    ref_x, ref_w = np.polynomial.legendre.leggauss(check_count(order, "order"))
+    (:func:`composite_rule` of ``numpy.polynomial.legendre.leggauss``; ``order`` at most
+    :data:`MAX_GAUSS_ORDER`, whose eigenproblem is of size ``order``)."""
+    ref_x, ref_w = np.polynomial.legendre.leggauss(
+        check_count(order, "order", maximum=MAX_GAUSS_ORDER))
     return composite_rule(np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64),
                           ref_x, ref_w)
 
 
+#: Size guard of :func:`gauss_legendre` and :func:`quadrature`: nodes per cell.
+MAX_GAUSS_ORDER = 256
 #: Size guard of :func:`quadrature`: 10^7 nodes are 160 MB of float64 nodes and weights.
 MAX_QUADRATURE_NODES = 10**7
 
@@ -306,12 +323,11 @@ def quadrature(
     ``O(h^2)`` times the jump in the first derivative for a cell containing one kink, as for
     ``(f - g)^2`` with a ReLU network ``f``).  ``rule="midpoint"``: the cell midpoints, weight
     ``h`` (``order`` must be 1).  Nodes and weights are computed in float64
-    (``numpy.polynomial.legendre.leggauss``) and cast once to ``dtype``.
+    (``numpy.polynomial.legendre.leggauss``) and cast once to ``dtype``.  Guards: integer
+    ``panels``, ``order`` (at most :data:`MAX_GAUSS_ORDER`), a finite non-empty ``interval``.
     """
-    for name, value in (("panels", panels), ("order", order)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    panels, order = int(panels), int(order)
+    panels = check_count(panels, "panels")
+    order = check_count(order, "order", maximum=MAX_GAUSS_ORDER)
     if panels * order > MAX_QUADRATURE_NODES:
         raise ValueError(f"panels * order must be at most {MAX_QUADRATURE_NODES} nodes (a size guard), "
                          f"got panels={panels}, order={order}")
@@ -344,12 +360,14 @@ def gaussian_bump(x: torch.Tensor | np.ndarray | float, derivative: int = 0
                   ) -> torch.Tensor | np.ndarray | float:
     """The smooth target ``g(x) = 5 / (4 sqrt(2 pi)) exp(-25 x^2 / 2)`` or its first or second
     derivative (``derivative`` 0, 1, 2).  A tensor gives a tensor of its dtype; arrays and
-    numbers are computed in float64 (an ndarray, or a float for a scalar).
+    numbers are computed in float64 (an ndarray, or a float for a scalar); NaN gives NaN.
+    Guards: ``derivative`` an integer 0, 1 or 2; ``x`` real (bools, strings, ``None`` refused).
 
     The Gaussian target of Gentile and Welper's experiments on ``[-1, 1]`` (a normal density
     with standard deviation 1/5, scaled by 1/4): ``g' = -25 x g``, ``g'' = (625 x^2 - 25) g``.
     """
-    if isinstance(derivative, bool) or derivative not in (0, 1, 2):
+    derivative = check_count(derivative, "derivative", minimum=0)
+    if derivative > 2:
         raise ValueError(f"derivative must be 0, 1 or 2, got {derivative!r}")
     if isinstance(x, torch.Tensor):
         if not torch.is_floating_point(x):
@@ -358,6 +376,12 @@ def gaussian_bump(x: torch.Tensor | np.ndarray | float, derivative: int = 0
     elif isinstance(x, (bool, np.bool_)):
         raise TypeError("x must be a number, array or tensor, got a bool")
     else:
+        raw = np.asarray(x)
+        if raw.dtype.kind not in "iuf":  # None, strings, bools, objects would become NaN or fail
+            if raw.ndim == 0:
+                x = check_real(x, "x", finite=False, nan=True)  # Fractions; refuses the rest
+            else:
+                raise TypeError(f"x must be real numbers, got an array of dtype {raw.dtype}")
         arr = np.asarray(x, dtype=np.float64)
         g = BUMP_AMPLITUDE * np.exp(-12.5 * arr * arr)
         if arr.ndim == 0:

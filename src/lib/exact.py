@@ -8,9 +8,12 @@ Every computing module of ``lib`` builds on this one; it imports nothing from ``
   ``a b + c d`` for float64 arrays, by Dekker's and Knuth's error-free transformations).
 * **The float formats** -- :data:`FLOAT_DTYPES`, the one tuple of the four formats of the
   book (float16, bfloat16, float32, float64), :data:`FORMAT_NAMES` and :func:`check_dtype`.
-* **Argument checks** shared by the modules: :func:`check_count`, :func:`check_positive`,
-  :func:`check_interval`, :func:`check_knots`, and :class:`InvalidArgumentError` (both a
-  ``TypeError`` and a ``ValueError``).
+* **Argument checks**, the one layer every module uses: :func:`check_count` (integers, with
+  size guards), :func:`check_real` (reals with bounds; :func:`check_positive`,
+  :func:`check_probability`), :func:`check_seed`, :func:`check_interval`, :func:`check_knots`,
+  :func:`check_widths`, and :class:`InvalidArgumentError` (both a ``TypeError`` and a
+  ``ValueError``).  Numbers may be Python, NumPy or 0-d torch scalars (and ``Fraction`` for
+  reals); bools, strings and ``None`` are refused; messages name the argument and the value.
 * **Reading a Linear/ReLU network** -- :func:`linear_relu_layers` checks that a network is
   an ``nn.Sequential`` of ``nn.Linear``/``nn.ReLU`` (optionally with scalar input and output),
   :func:`linear_arrays` gives a layer's weights as float64 arrays and :func:`exact_weights`
@@ -23,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
-from numbers import Rational
+from numbers import Integral, Rational, Real
 from typing import Any
 
 import numpy as np
@@ -32,8 +35,10 @@ from torch import nn
 
 __all__ = [
     "InvalidArgumentError", "FLOAT_DTYPES", "FORMAT_NAMES", "check_dtype", "check_count",
-    "check_positive", "check_interval", "check_knots", "check_widths", "to_fraction", "dyadic_parts",
-    "dyadic_integers", "two_product", "two_sum", "sign_of_products", "linear_relu_layers", "linear_arrays", "exact_weights",
+    "check_real", "check_positive", "check_probability", "check_seed", "check_interval",
+    "check_knots", "check_widths", "to_fraction", "dyadic_parts", "dyadic_integers",
+    "two_product", "two_sum", "sign_of_products", "linear_relu_layers", "linear_arrays",
+    "exact_weights",
 ]
 
 #: The four floating-point formats of the book, narrowest first.
@@ -69,34 +74,133 @@ def check_dtype(dtype: Any, name: str = "dtype", *, names: bool = True) -> torch
     raise InvalidArgumentError(f"{name} must be one of {accepted}, got {dtype!r}")
 
 
-def check_count(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
-    """Return ``value`` as an int after checking it is an integer ``>= minimum`` (and
-    ``<= maximum`` when given: the size guards that stop a call before it allocates).
+def _describe(value: Any) -> str:
+    """A short description of a bad argument for an error message: its value and its type."""
+    if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim != 0:
+        kind = "tensor" if isinstance(value, torch.Tensor) else "array"
+        return f"a {kind} of shape {tuple(value.shape)} and dtype {value.dtype}"
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    kind = type(value).__name__
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        kind = f"{kind} with dtype {value.dtype}"
+    return f"{text} of type {kind}"
 
-    A non-integer raises :class:`InvalidArgumentError`, an out-of-range one ``ValueError``;
-    both messages name the argument.
+
+def _unwrap(value: Any) -> Any:
+    """``value`` itself, or the Python/NumPy scalar in a 0-d torch tensor or NumPy array
+    (multi-element tensors and arrays are returned unchanged, to be refused by the caller)."""
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and value.dtype != torch.bool:
+        return value.item()  # int, float or complex
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value[()]
+    return value
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, torch.Tensor) and value.dtype == torch.bool)
+
+
+def check_count(value: Any, name: str, minimum: int | None = 1,
+                maximum: int | None = None) -> int:
+    """Return ``value`` as an int after checking it is an integer ``>= minimum`` (any integer
+    with ``minimum=None``) and ``<= maximum`` when given (the size guards that stop a call
+    before it allocates).
+
+    Accepts Python ints, NumPy integer scalars and 0-d integer tensors/arrays.  A bool, a
+    float (even ``3.0``), a string, ``None`` or a multi-element tensor raises
+    :class:`InvalidArgumentError`, an out-of-range integer ``ValueError``; both messages name
+    the argument and the value.
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise InvalidArgumentError(
-            f"{name} must be an integer >= {minimum}, got {value!r} of type {type(value).__name__}"
-        )
+    raw = value
+    value = _unwrap(value)
+    if _is_bool(value) or not isinstance(value, Integral):
+        need = "an integer" if minimum is None else f"an integer >= {minimum}"
+        raise InvalidArgumentError(f"{name} must be {need}, got {_describe(raw)}")
     value = int(value)
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be at most {maximum} (a size guard), got {value}")
     return value
 
 
+def _requirement(gt: Any, ge: Any, lt: Any, le: Any, finite: bool) -> str:
+    """The words of a range: ``a positive finite number``, ``a finite number in [0, 1]``..."""
+    kind = "finite number" if finite else "real number"
+    if lt is None and le is None and (gt, ge) in ((0, None), (None, 0)):
+        return f"a {'positive' if gt is not None else 'non-negative'} {kind}"
+    lower = f"> {gt!r}" if gt is not None else f">= {ge!r}" if ge is not None else None
+    upper = f"< {lt!r}" if lt is not None else f"<= {le!r}" if le is not None else None
+    if lower and upper:
+        lo, hi = (gt, "(") if gt is not None else (ge, "[")
+        top, close = (lt, ")") if lt is not None else (le, "]")
+        return f"a {kind} in {hi}{lo!r}, {top!r}{close}"
+    return f"a {kind} {lower or upper}" if (lower or upper) else f"a {kind}"
+
+
+def check_real(value: Any, name: str, *, gt: Any = None, ge: Any = None, lt: Any = None,
+               le: Any = None, finite: bool = True, nan: bool = False) -> float:
+    """Return ``value`` as a float after checking it is a real number in range.
+
+    Accepts Python ints and floats, NumPy integer and float scalars, 0-d integer or floating
+    torch tensors and NumPy arrays (such as an eigenvalue returned by ``hessian``), and
+    ``Fraction`` (rounded to the nearest float).  Bounds: ``gt``/``ge`` (``>``/``>=``) and
+    ``lt``/``le`` (``<``/``<=``), checked on the returned float.  ``finite=False`` admits
+    ``+-inf`` (within the bounds), ``nan=True`` admits NaN (returned as NaN, bounds not
+    applied).  A bool, string, ``None``, complex number or multi-element tensor/array raises
+    :class:`InvalidArgumentError`; a value out of range (or NaN, or an infinity when
+    ``finite``) ``ValueError``; the messages name the argument and the value.
+    """
+    need = _requirement(gt, ge, lt, le, finite)
+    raw = value
+    value = _unwrap(value)
+    if _is_bool(value) or not isinstance(value, Real):
+        raise InvalidArgumentError(f"{name} must be {need}, got {_describe(raw)}")
+    try:
+        out = float(value)
+    except OverflowError:  # an int or Fraction beyond the float range
+        out = math.inf if value > 0 else -math.inf
+    if math.isnan(out):
+        if nan:
+            return out
+        raise ValueError(f"{name} must be {need}, got nan")
+    if finite and math.isinf(out):
+        raise ValueError(f"{name} must be {need}, got {_describe(raw)}")
+    if ((gt is not None and not out > gt) or (ge is not None and not out >= ge)
+            or (lt is not None and not out < lt) or (le is not None and not out <= le)):
+        raise ValueError(f"{name} must be {need}, got {out!r}")
+    return out
+
+
 def check_positive(value: Any, name: str) -> float:
-    """Return ``value`` as a float after checking it is a positive finite real number."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
-                                                                     np.floating)):
-        raise InvalidArgumentError(f"{name} must be a positive finite number, got "
-                                   f"{type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    """Return ``value`` as a float after checking it is a positive finite real number
+    (:func:`check_real` with ``gt=0``: ints, floats, NumPy and 0-d torch scalars, Fractions)."""
+    return check_real(value, name, gt=0)
+
+
+def check_probability(value: Any, name: str, *, open_ends: bool = False) -> float:
+    """Return ``value`` as a float in ``[0, 1]`` (``(0, 1)`` with ``open_ends=True``): a
+    probability, a fraction of a set, a relative position (:func:`check_real`)."""
+    if open_ends:
+        return check_real(value, name, gt=0, lt=1)
+    return check_real(value, name, ge=0, le=1)
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """Return a seed as an int in ``[0, 2**63)`` (what ``torch.manual_seed`` and NumPy's
+    generators both accept); Python, NumPy and 0-d torch integers are accepted, bools,
+    floats and strings refused (:class:`InvalidArgumentError`), others ``ValueError``."""
+    raw = value
+    value = _unwrap(value)
+    if _is_bool(value) or not isinstance(value, Integral):
+        raise InvalidArgumentError(f"{name} must be an integer in [0, 2**63), got "
+                                   f"{_describe(raw)}")
+    value = int(value)
+    if not 0 <= value < 2**63:
+        raise ValueError(f"{name} must lie in [0, 2**63), got {value}")
     return value
 
 
@@ -139,19 +243,12 @@ def check_knots(knots: Iterable[Any], name: str = "knots", *, exact: bool = Fals
     return ks
 
 
-def check_widths(widths: Any) -> list[int]:
+def check_widths(widths: Any, name: str = "widths") -> list[int]:
     """A sequence of layer widths as a list of ints ``>= 0`` (``TypeError`` for a non-sequence
     or a non-integer entry, ``ValueError`` for a negative one, naming the entry)."""
     if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
-        raise TypeError(f"widths must be a sequence of integers, got {type(widths).__name__}")
-    out = []
-    for i, w in enumerate(widths):
-        if isinstance(w, (bool, np.bool_)) or not isinstance(w, (int, np.integer)):
-            raise TypeError(f"widths[{i}] must be an integer, got {w!r}")
-        if w < 0:
-            raise ValueError(f"widths[{i}] must be >= 0, got {w}")
-        out.append(int(w))
-    return out
+        raise TypeError(f"{name} must be a sequence of integers, got {type(widths).__name__}")
+    return [check_count(w, f"{name}[{i}]", minimum=0) for i, w in enumerate(widths)]
 
 
 # --------------------------------------------------------------------------- exact numbers
@@ -239,6 +336,26 @@ def two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return s, e
 
 
+def _float64_operand(x: Any, name: str) -> np.ndarray:
+    """``x`` as a float64 array (exact for every float format): 1-D, finite, no bools."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu")
+        if x.dtype == torch.bool or x.is_complex():
+            raise TypeError(f"{name} must be real numbers, got a tensor of dtype {x.dtype}")
+        x = x.to(torch.float64).numpy()
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be real numbers, got an array of dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array, got shape {arr.shape}")
+    if arr.dtype.kind in "iu" and arr.size and int(np.abs(arr).max()) > 2**53:
+        raise ValueError(f"{name} holds integers that float64 does not represent exactly")
+    arr = np.asarray(arr, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite")
+    return arr
+
+
 def sign_of_products(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.ndarray:
     """``sign(a*b + c*d)`` exactly for exact float64 operands (1-D arrays of equal length).
 
@@ -246,7 +363,13 @@ def sign_of_products(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray)
     Two-Two-Sum turns ``(p1 + e1) + (p2 + e2)`` into a non-overlapping expansion
     ``x3 + x2 + x1 + x0`` (decreasing magnitude), whose leading non-zero component has the
     sign of the sum.  Operands outside ``[2^-400, 2^400]`` (other than 0) use ``Fraction``.
+    Array-likes (lists, tensors) are converted to float64 arrays; ``ValueError`` for operands
+    that are not 1-D, of unequal shapes or not finite (their sign is undefined).
     """
+    a, b, c, d = (_float64_operand(v, k) for v, k in ((a, "a"), (b, "b"), (c, "c"), (d, "d")))
+    if not a.shape == b.shape == c.shape == d.shape:
+        raise ValueError(f"a, b, c, d must have one shape, got {a.shape}, {b.shape}, {c.shape}, "
+                         f"{d.shape}")
     out = np.zeros(a.shape, dtype=np.int8)
     if a.size == 0:
         return out
@@ -317,6 +440,9 @@ def linear_relu_layers(net: Any, *, scalar_io: bool = False,
 def linear_arrays(layer: nn.Linear, index: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``(weight, bias)`` of an ``nn.Linear`` as float64 NumPy arrays (exact copies; a missing
     bias is zeros).  Raises ``ValueError`` naming ``net[index]`` for non-finite weights."""
+    index = check_count(index, "index", minimum=0)
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(f"layer must be an nn.Linear, got {type(layer).__name__}")
     w = layer.weight.detach().to("cpu", torch.float64).numpy().copy()
     b = (layer.bias.detach().to("cpu", torch.float64).numpy().copy()
          if layer.bias is not None else np.zeros(layer.out_features))

@@ -59,9 +59,9 @@ from torch import nn
 
 from lib import _reference as engine
 from lib.config import progress
-from lib.exact import (FLOAT_DTYPES, FORMAT_NAMES, check_count, check_dtype, dyadic_integers,
-                       linear_relu_layers, to_fraction)
-from lib.sawtooth import hat, hat_numerator
+from lib.exact import (FLOAT_DTYPES, FORMAT_NAMES, check_count, check_dtype, check_real,
+                       dyadic_integers, linear_relu_layers, to_fraction)
+from lib.sawtooth import MAX_DEPTH, hat, hat_numerator
 from lib.seeding import check_seed
 
 __all__ = [
@@ -226,13 +226,12 @@ def round_to_format(x: Any, dtype: Any) -> torch.Tensor:
     float64).  ``torch``'s own ``Tensor.to(float16 / bfloat16)`` from float64 rounds to float32
     first and can therefore be off by one unit in the last place at a tie (double rounding);
     this function never is (tested against :func:`round_exact`).  Values beyond the largest
-    float become ``inf`` with the sign, as in IEEE.
+    float become ``inf`` with the sign, as in IEEE; NaN stays NaN.  ``TypeError`` for ``None``,
+    strings, bools and complex numbers (as scalars, in lists, arrays or tensors).
     """
     dtype = check_dtype(dtype)
     fmt = float_format(dtype)
-    if x is None or isinstance(x, (str, bytes)) or (
-            isinstance(x, (list, tuple)) and any(v is None or isinstance(v, (str, bytes)) for v in x)):
-        raise TypeError(f"x must be numbers (a tensor, array, list or scalar), got {x!r}")
+    _check_numbers(x)
     if isinstance(x, (list, tuple)) and any(
             isinstance(v, Rational) and not isinstance(v, (int, bool)) for v in x):
         # exact rationals: round each once, never through float64 first
@@ -270,6 +269,19 @@ def to_format(net: nn.Module, dtype: Any) -> nn.Module:
     return out
 
 
+def _check_numbers(x: Any, name: str = "x") -> None:
+    """``TypeError`` unless ``x`` is real numbers: not ``None``, strings, bools or complex."""
+    if isinstance(x, torch.Tensor):
+        bad = x.dtype == torch.bool or x.is_complex()
+    else:
+        arr = np.asarray(x, dtype=object) if isinstance(x, (list, tuple)) else np.asarray(x)
+        bad = arr.dtype.kind not in "iufO" or (arr.dtype.kind == "O" and any(
+            v is None or isinstance(v, (str, bytes, bool, np.bool_, complex)) for v in arr.flat))
+    if bad:
+        raise TypeError(f"{name} must be numbers (a tensor, array, list or scalar), got "
+                        f"{x!r}"[:200])
+
+
 def _as_float64_array(x: Any) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().to("cpu", torch.float64).numpy().reshape(-1)
@@ -279,9 +291,11 @@ def _as_float64_array(x: Any) -> np.ndarray:
 def ulp(x: Any, dtype: Any) -> np.ndarray | float:
     """The spacing of ``dtype``'s floats at ``x``: ``2^(max(e, emin) - p + 1)`` with
     ``e = floor(log2 |x|)`` (at a power of two, the spacing above it; at 0 the smallest
-    subnormal; NaN at NaN, inf at +-inf).  ``x`` a number (returns a float) or an array/tensor (returns float64 array).
+    subnormal; NaN at NaN, inf at +-inf).  ``x`` a number (returns a float) or an
+    array/tensor (returns float64 array); ``TypeError`` for bools and non-numbers.
     Exact: powers of two."""
     fmt = float_format(dtype)
+    _check_numbers(x)
     scalar = np.ndim(x) == 0 and not isinstance(x, torch.Tensor)
     if isinstance(x, Fraction):
         return float(_quantum(x, fmt))
@@ -294,7 +308,7 @@ def ulp(x: Any, dtype: Any) -> np.ndarray | float:
     return float(out[0]) if scalar else out
 
 
-def _exact_list(values: Any) -> list[Any]:
+def _exact_list(values: Any, name: str = "x") -> list[Any]:
     """Values as a list of exact numbers (Fractions) or mpmath numbers (kept as they are)."""
     if isinstance(values, torch.Tensor):
         values = values.detach().to("cpu", torch.float64).reshape(-1).tolist()
@@ -302,7 +316,7 @@ def _exact_list(values: Any) -> list[Any]:
         values = values.reshape(-1).tolist()
     elif not isinstance(values, (list, tuple)):
         values = [values]
-    return [v if engine.is_mpf(v) else to_fraction(v) for v in values]
+    return [v if engine.is_mpf(v) else to_fraction(v, name) for v in values]
 
 
 def _difference(a: Any, b: Any) -> float:
@@ -317,8 +331,9 @@ def _difference(a: Any, b: Any) -> float:
 
 def ulp_error(computed: Any, ref: Any, dtype: Any) -> np.ndarray:
     """``|computed - ref| / ulp(ref)`` elementwise, in units of ``dtype``'s last place at the
-    reference value; the difference is formed exactly (Fractions) or in mpmath."""
-    c, r = _exact_list(computed), _exact_list(ref)
+    reference value; the difference is formed exactly (Fractions) or in mpmath.  Non-finite
+    values raise ``ValueError`` naming ``computed`` or ``ref``."""
+    c, r = _exact_list(computed, "computed"), _exact_list(ref, "ref")
     if len(c) != len(r):
         raise ValueError(f"computed and ref must have the same length, got {len(c)} and {len(r)}")
     fmt = float_format(dtype)
@@ -332,7 +347,7 @@ def ulp_error(computed: Any, ref: Any, dtype: Any) -> np.ndarray:
 def absolute_error(computed: Any, ref: Any) -> np.ndarray:
     """``|computed - ref|`` elementwise, the difference formed exactly (Fractions) or in mpmath;
     ``inf`` where ``computed`` is not finite."""
-    c, r = _as_list(computed), _exact_list(ref)
+    c, r = _as_list(computed), _exact_list(ref, "ref")
     if len(c) != len(r):
         raise ValueError(f"computed and ref must have the same length, got {len(c)} and {len(r)}")
     out = []
@@ -340,14 +355,14 @@ def absolute_error(computed: Any, ref: Any) -> np.ndarray:
         if isinstance(a, float) and not math.isfinite(a):
             out.append(math.inf)
         else:
-            out.append(_difference(_exact_list([a])[0], b))
+            out.append(_difference(_exact_list([a], "computed")[0], b))
     return np.asarray(out, dtype=np.float64)
 
 
 def relative_error(computed: Any, ref: Any) -> np.ndarray:
     """``|computed - ref| / |ref|`` elementwise (exact difference); ``0`` where both are 0 and
-    ``inf`` where only the reference is."""
-    c, r = _exact_list(computed), _exact_list(ref)
+    ``inf`` where only the reference is.  Non-finite values raise ``ValueError``."""
+    c, r = _exact_list(computed, "computed"), _exact_list(ref, "ref")
     if len(c) != len(r):
         raise ValueError(f"computed and ref must have the same length, got {len(c)} and {len(r)}")
     out = []
@@ -365,6 +380,7 @@ def representable(values: Sequence[Any], dtype: torch.dtype) -> np.ndarray:
     ``values``: a float64 array (taken exactly; vectorised) or a sequence of ``Fraction``,
     ints or floats (each converted exactly).
     """
+    dtype = check_dtype(dtype)
     if isinstance(values, np.ndarray) and values.dtype == np.float64:
         f = values
         exact64 = np.isfinite(f)
@@ -399,6 +415,7 @@ def resolved_pieces(edges: Sequence[Any], dtype: torch.dtype) -> np.ndarray:
     ``edges``: ``[lo, breakpoints..., hi]`` as Fractions or float64 values (taken exactly).
     Float64 input is handled vectorised; Fractions one by one.
     """
+    dtype = check_dtype(dtype)
     if isinstance(edges, np.ndarray) and edges.dtype == np.float64:
         e = torch.from_numpy(edges)
         r = e.to(dtype)
@@ -530,10 +547,7 @@ def _check_at_zero(value: Any) -> Fraction:
 
 
 def _check_dps(dps: Any) -> int:
-    if isinstance(dps, bool) or not isinstance(dps, (int, np.integer)) or dps < 20:
-        raise ValueError(f"dps (decimal digits of the mpmath reference) must be an int >= 20, "
-                         f"got {dps!r}")
-    return int(dps)
+    return check_count(dps, "dps (decimal digits of the mpmath reference)", 20, 100_000)
 
 
 def reference(net: nn.Sequential, x: Any, *, objective: str = "mse", targets: Any = None,
@@ -545,7 +559,7 @@ def reference(net: nn.Sequential, x: Any, *, objective: str = "mse", targets: An
     ``arithmetic="exact"``: rational arithmetic.  When all inputs and targets are dyadic
     (every float is) the computation runs on Python integers with one power-of-two scale per
     array, which is exact and fast; otherwise on ``Fraction``.  ``arithmetic="mpmath"``:
-    mpmath numbers at ``dps`` decimal digits (>= 20; the weights convert exactly).
+    mpmath numbers at ``dps`` decimal digits (20 to 100,000; the weights convert exactly).
     ``relu_prime_at_zero``: the value used for ``relu'(0)`` in the backward pass (PyTorch
     uses 0).  ``objective`` and ``targets`` as in :func:`evaluate`.
     """
@@ -564,9 +578,9 @@ def reference(net: nn.Sequential, x: Any, *, objective: str = "mse", targets: An
                         "(got mpmath numbers)")
     if arithmetic not in ARITHMETICS:
         raise ValueError(f"arithmetic must be one of {ARITHMETICS}, got {arithmetic!r}")
+    dps = _check_dps(dps)
     backend = engine.choose_backend(arithmetic, exact_inputs, at_zero)
     if arithmetic == "mpmath":
-        dps = _check_dps(dps)
         with mpmath.workdps(dps):
             out = engine.objective_and_gradient(layers, xs, ys, objective, backend, at_zero)
     else:
@@ -706,10 +720,9 @@ def errors_by_depth(build: Callable[[int], nn.Sequential], depths: Iterable[int]
 # =========================================================================== constructions
 def tent_lyapunov(apex: float) -> float:
     """Lyapunov exponent of the tent map with kink at ``a`` (invariant measure: Lebesgue):
-    ``a log(1/a) + (1 - a) log(1/(1 - a))`` (natural log); ``log 2`` for ``a = 1/2``."""
-    if isinstance(apex, bool) or not isinstance(apex, (int, float)) or not 0 < apex < 1:
-        raise ValueError(f"apex must be a number in (0, 1), got {apex!r}")
-    a = float(apex)
+    ``a log(1/a) + (1 - a) log(1/(1 - a))`` (natural log); ``log 2`` for ``a = 1/2``.
+    ``apex``: a real in (0, 1) (Python, NumPy, 0-d torch or Fraction)."""
+    a = check_real(apex, "apex", gt=0, lt=1)
     return -a * math.log(a) - (1 - a) * math.log(1 - a)
 
 
@@ -717,9 +730,10 @@ def tent_lyapunov(apex: float) -> float:
 def random_reals(n: int, *, seed: int, bits: int = 96) -> list[Fraction]:
     """``n`` numbers ``k / 2^bits`` with ``k`` uniform in ``[0, 2^bits)`` (Python's ``random``
     seeded with ``seed``), as exact Fractions: stand-ins for real inputs in ``[0, 1)`` that are
-    finer than every format, float64 included, so that rounding them is never trivial."""
-    n = check_count(n, "n")
-    bits = check_count(bits, "bits")
+    finer than every format, float64 included, so that rounding them is never trivial.
+    Guards: ``n <= 10**7``, ``bits <= 65536``."""
+    n = check_count(n, "n", maximum=10**7)
+    bits = check_count(bits, "bits", maximum=1 << 16)
     rng = random.Random(check_seed(seed))
     return [Fraction(rng.getrandbits(bits), 1 << bits) for _ in range(n)]
 
@@ -769,8 +783,9 @@ def sawtooth_orbits(x: Sequence[Any], max_depth: int, dtype: Any) -> SawtoothOrb
     such as random 96-bit dyadics standing in for real inputs).  The float orbit uses
     :func:`lib.sawtooth.hat` on a tensor of ``dtype`` (the same operations as one layer of
     ``sawtooth_net``); the exact one integer arithmetic.  Errors are formed exactly.
+    Guard: ``max_depth <=`` :data:`lib.sawtooth.MAX_DEPTH`.
     """
-    max_depth = check_count(max_depth, "max_depth")
+    max_depth = check_count(max_depth, "max_depth", maximum=MAX_DEPTH)
     dtype = check_dtype(dtype)
     xs = [to_fraction(v) for v in _as_list(x)]
     if not xs:
@@ -812,7 +827,7 @@ def sawtooth_orbits(x: Sequence[Any], max_depth: int, dtype: Any) -> SawtoothOrb
 def total_variation(values: Sequence[Any]) -> Fraction:
     """Total variation ``sum |h(t_{k+1}) - h(t_k)|`` of the continuous piecewise-affine function
     with the given values at consecutive knots (its breakpoints and the interval's ends)."""
-    vs = [to_fraction(v) for v in values]
+    vs = [to_fraction(v, f"values[{i}]") for i, v in enumerate(values)]
     if len(vs) < 2:
         raise ValueError(f"values must hold at least 2 points, got {len(vs)}")
     return sum((abs(b - a) for a, b in zip(vs, vs[1:])), Fraction(0))
@@ -827,13 +842,14 @@ def expected_crossings(values: Sequence[Any], center: Any, width: Any) -> Fracti
     ``|[min(a,c), max(a,c)] cap [lo, hi]| / width`` (levels hit at a knot have probability 0).
     By the Banach indicatrix formula the result is at most ``total_variation(values) / width``.
     """
-    vs = [to_fraction(v) for v in values]
+    vs = [to_fraction(v, f"values[{i}]") for i, v in enumerate(values)]
     if len(vs) < 2:
         raise ValueError(f"values must hold at least 2 points, got {len(vs)}")
-    w = to_fraction(width)
+    w = to_fraction(width, "width")
     if w <= 0:
         raise ValueError(f"width must be positive, got {width!r}")
-    lo, hi = to_fraction(center) - w / 2, to_fraction(center) + w / 2
+    mid = to_fraction(center, "center")
+    lo, hi = mid - w / 2, mid + w / 2
     total = Fraction(0)
     for a, c in zip(vs, vs[1:]):
         low, high = min(a, c), max(a, c)
@@ -846,15 +862,20 @@ def collapse_level(levels: Sequence[float], fractions: Sequence[float],
     """The first level at which ``fractions`` falls below ``threshold``, interpolated linearly in
     ``log(level)`` between the two grid points around the crossing; ``inf`` if it never does.
 
-    ``levels``: increasing positive numbers (e.g. relative perturbation sizes); ``fractions``:
-    the measured quantity at each (e.g. visible pieces / 2^L).
+    ``levels``: increasing positive finite numbers (e.g. relative perturbation sizes);
+    ``fractions``: the measured quantity at each (e.g. visible pieces / 2^L), NaN refused.
     """
+    threshold = check_real(threshold, "threshold")
+    _check_numbers(levels, "levels")
+    _check_numbers(fractions, "fractions")
     lv = np.asarray(levels, dtype=float)
     fr = np.asarray(fractions, dtype=float)
     if lv.ndim != 1 or lv.shape != fr.shape or lv.size < 2:
         raise ValueError("levels and fractions must be 1-D of the same length >= 2")
-    if np.any(lv <= 0) or np.any(np.diff(lv) <= 0):
-        raise ValueError("levels must be positive and increasing")
+    if not (np.all(np.isfinite(lv)) and np.all(lv > 0) and np.all(np.diff(lv) > 0)):
+        raise ValueError(f"levels must be finite, positive and increasing, got {lv.tolist()}"[:200])
+    if np.any(np.isnan(fr)):
+        raise ValueError(f"fractions must not be NaN, got {fr.tolist()}"[:200])
     below = np.flatnonzero(fr < threshold)
     if below.size == 0:
         return math.inf

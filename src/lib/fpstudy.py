@@ -18,7 +18,8 @@ from torch import nn
 
 from lib import fp, hessian, nets, pieces, train
 from lib import sawtooth as st
-from lib.exact import check_count, check_dtype, check_positive, linear_relu_layers
+from lib.exact import (check_count, check_dtype, check_positive, check_real, check_seed,
+                       linear_relu_layers)
 
 __all__ = ["half_crossings", "perturbation_sweep", "perturbed_mse", "absorption", "bias_updates",
            "StackedRun", "stacked_lambda_max", "representable_step", "gd_stacked", "step_bound",
@@ -27,17 +28,27 @@ __all__ = ["half_crossings", "perturbation_sweep", "perturbed_mse", "absorption"
            "perturbed_start", "gd_near", "run_summary", "stall_summary"]
 
 
+#: Size guards: GD steps of :func:`gd_stacked` and :func:`he_precision_grid`; seeds and draws
+#: of the sweeps are at most 10,000.
+MAX_STEPS = 10**6
+
+
 def _check_levels(levels: Any, name: str) -> list[float]:
-    values = [float(v) for v in np.atleast_1d(np.asarray(levels, dtype=float))]
-    if not values or not all(math.isfinite(v) and v >= 0 for v in values):
+    """A number or a sequence/array/tensor of them as a list of finite floats ``>= 0`` (each
+    entry through :func:`lib.exact.check_real`: bools, strings, ``None``, NaN refused)."""
+    if isinstance(levels, torch.Tensor):
+        items = list(levels.detach().reshape(-1))
+    elif isinstance(levels, (str, bytes)) or np.ndim(levels) == 0:
+        items = [levels]
+    else:
+        items = list(np.asarray(levels, dtype=object).reshape(-1))
+    if not items:
         raise ValueError(f"{name} must be a non-empty sequence of finite numbers >= 0, got {levels!r}")
-    return values
+    return [check_real(v, f"{name}[{i}]", ge=0) for i, v in enumerate(items)]
 
 
 def _check_eps(eps: Any) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (math.isfinite(eps) and eps >= 0):
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
-    return float(eps)
+    return check_real(eps, "eps", ge=0)
 
 
 def half_crossings(net: nn.Sequential, analysis: pieces.PieceAnalysis | None = None) -> int:
@@ -66,11 +77,11 @@ def perturbation_sweep(depths: Sequence[int], levels: Sequence[float],
     over the seeds of all pieces, of the visible pieces (wider than the book's one threshold
     :func:`lib.pieces.visible_width` ``(L)`` ``= 2^-L / 2``, as :func:`lib.pieces.count_visible`
     counts them) and of the crossings of the level 1/2 (:func:`half_crossings`), each divided
-    by ``2^L``.
+    by ``2^L``.  Guards: ``levels`` finite reals ``>= 0`` (no bools), ``seeds <= 10,000``.
     """
     depths = [check_count(L, f"depths[{i}]") for i, L in enumerate(depths)]
     levels = _check_levels(levels, "levels")
-    seeds = check_count(seeds, "seeds")
+    seeds = check_count(seeds, "seeds", maximum=10_000)
     sweep: dict[tuple[int, float], dict[str, float]] = {}
     for L in depths:
         net = st.sawtooth_net(L)
@@ -92,11 +103,12 @@ def perturbation_sweep(depths: Sequence[int], levels: Sequence[float],
 def perturbed_mse(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, levels: Sequence[float],
                   seeds: int) -> np.ndarray:
     """Mean squared error of ``net`` perturbed by each relative ``level`` against ``y`` at the
-    inputs ``x`` (shape ``(n, 1)``), averaged over the seeds ``0 .. seeds - 1``: one value per level."""
+    inputs ``x`` (shape ``(n, 1)``), averaged over the seeds ``0 .. seeds - 1``: one value per level.
+    Guards: ``levels`` finite reals ``>= 0`` (no bools), ``seeds <= 10,000``."""
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise TypeError("x and y must be torch tensors")
     levels = _check_levels(levels, "levels")
-    seeds = check_count(seeds, "seeds")
+    seeds = check_count(seeds, "seeds", maximum=10_000)
     with torch.no_grad():
         return np.array([
             np.mean([float(((nets.perturbed_net(net, e, seed=s)(x) - y) ** 2).mean())
@@ -131,8 +143,7 @@ def bias_updates(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, lam: floa
     squared error of ``net`` at ``x`` against ``y``, flattened layer by layer (noise-free)."""
     if not isinstance(net, nn.Sequential):
         raise TypeError(f"net must be an nn.Sequential, got {type(net).__name__}")
-    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
-        raise ValueError(f"lam must be a finite number > 0, got {lam!r}")
+    lam = check_positive(lam, "lam")
     hidden = [m for m in net if isinstance(m, nn.Linear)][:-1]
     if not hidden:
         raise ValueError("net must have at least one hidden layer")
@@ -190,7 +201,7 @@ def gd_near(base: nn.Sequential, x: torch.Tensor, y: torch.Tensor, eps: float, d
     :func:`perturbed_start`, on the float64 data ``x``, ``y`` rounded to ``dtype``, recording
     the exact pieces and those wider than ``min_width`` (:func:`lib.train.piece_hooks`).
     ``noise``/``noise_on``/``seed``: as in :func:`lib.train.gd`."""
-    dtype = check_dtype(dtype)
+    dtype, eps = check_dtype(dtype), _check_eps(eps)
     net = perturbed_start(base, eps, dtype, seed)
     xd, yd = fp.round_to_format(x, dtype), fp.round_to_format(y, dtype)
     return train.gd(net, nets.mse, xd, yd, lr=lr, steps=steps, record_every=record_every,
@@ -227,8 +238,7 @@ def stall_summary(base: nn.Sequential, start: nn.Sequential, frozen: train.GDRun
     ``moving``'s final parameters on the float64 data ``x``, ``y``, and the number of final steps
     (in multiples of ``record_every``) with a constant recorded loss.
     """
-    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
-        raise ValueError(f"lam must be a finite number > 0, got {lam!r}")
+    lam = check_positive(lam, "lam")
     dtype = check_dtype(dtype)
     record_every = check_count(record_every, "record_every")
     exact = fp.to_format(base, dtype)
@@ -344,13 +354,14 @@ def representable_step(lam: float) -> float:
 
 def mean_reciprocal_update(delta: Any) -> np.ndarray:
     """Per row (a network; ``delta`` of shape ``(S, ...)``): the mean of ``1/|Delta|`` over the
-    non-zero updates ``Delta`` of the row, ``inf`` if all are zero (assumption (A)'s quantity).
-    Float64."""
+    non-zero updates ``Delta`` of the row, ``inf`` if all are zero (assumption (A)'s quantity),
+    NaN if the row holds a NaN (not counted as a zero update).  Float64."""
     a = np.abs(np.asarray(delta, dtype=np.float64))
     if a.ndim < 1 or a.shape[0] == 0:
         raise ValueError(f"delta must have a non-empty first axis (one row per network), got shape {a.shape}")
     a = a.reshape(len(a), -1)
-    return np.array([(1 / r[r > 0]).mean() if (r > 0).any() else np.inf for r in a])
+    return np.array([np.nan if np.isnan(r).any() else (1 / r[r > 0]).mean() if (r > 0).any()
+                     else np.inf for r in a])
 
 
 def _mean_recip(bias_updates: Sequence[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
@@ -367,10 +378,11 @@ def gd_stacked(nets_list: Sequence[nn.Sequential], x: torch.Tensor, y: torch.Ten
     per network, each exactly representable in ``dtype`` (e.g. :func:`representable_step`).
     Each network follows ``theta - fl(eta * g)`` with its own gradient ``g`` (the batched loss
     is the sum of the ``S`` losses).  Records every ``record_every`` steps and at the end.
+    Guard: ``steps <=`` :data:`MAX_STEPS`.
     """
     nets_list = _check_stack(nets_list)
     dtype = check_dtype(dtype)
-    steps = check_count(steps, "steps")
+    steps = check_count(steps, "steps", maximum=MAX_STEPS)
     record_every = check_count(record_every, "record_every")
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise TypeError("x and y must be torch tensors")
@@ -443,14 +455,14 @@ def step_bound(net: nn.Sequential, update: Sequence[torch.Tensor], s: float, gri
     variation of their pre-activations after the step on the sorted ``grid``, shape ``(m, 1)``,
     which can only underestimate it), the exact number of breakpoints of the stepped network
     on [0, 1], ``N'`` and the number of neurons with ``Delta_j = 0`` whose pre-activation
-    changes sign on the grid (outside the proposition's hypothesis).
+    changes sign on the grid (outside the proposition's hypothesis).  Guards: ``s`` a real in
+    ``(0, 1]`` (no bools), ``seed`` a seed (:func:`lib.exact.check_seed`).
     """
     linear_relu_layers(net, scalar_io=True)
-    if not isinstance(s, (int, float)) or isinstance(s, bool) or not 0 < s <= 1:
-        raise ValueError(f"s (noise level) must lie in (0, 1], got {s!r}")
+    s = check_real(s, "s (noise level)", gt=0, le=1)
     if not isinstance(grid, torch.Tensor) or grid.ndim != 2 or grid.shape[1] != 1:
         raise ValueError("grid must be a tensor of shape (m, 1)")
-    stepped = _perturbed_step(net, update, float(s), torch.Generator().manual_seed(int(seed)))
+    stepped = _perturbed_step(net, update, s, torch.Generator().manual_seed(check_seed(seed)))
     params = [p.detach().unsqueeze(0) for p in stepped.parameters()]
     with torch.no_grad():
         pre = torch.cat(_stacked_forward(params, grid.to(torch.float64))[:-1], dim=2)[0]
@@ -467,13 +479,14 @@ def noise_scale_counts(net: nn.Sequential, update: Sequence[torch.Tensor], level
     """Exact breakpoint counts on [0, 1] of ``net`` after one perturbed step ``theta - update``
     (float64; hidden-bias updates times ``1 + delta``, ``delta ~ U[-s, s]``) for each noise
     level ``s`` of ``levels`` and ``draws`` draws each (from ``seed``): shape
-    ``(len(levels), draws)``; and the count after the unperturbed step (``s = 0``)."""
+    ``(len(levels), draws)``; and the count after the unperturbed step (``s = 0``).
+    Guards: ``levels`` reals in ``[0, 1]``, ``draws <= 10,000``, ``seed`` a seed."""
     levels = _check_levels(levels, "levels")
     if any(s > 1 for s in levels):
         raise ValueError(f"levels must lie in [0, 1], got {levels!r}")
-    draws = check_count(draws, "draws")
+    draws = check_count(draws, "draws", maximum=10_000)
     linear_relu_layers(net, scalar_io=True)
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(check_seed(seed))
     counts = np.array([[pieces.count_pieces(_perturbed_step(net, update, s, gen)) - 1
                         for _ in range(draws)] for s in levels])
     return counts, pieces.count_pieces(_perturbed_step(net, update, 0.0, None)) - 1
@@ -496,9 +509,10 @@ def init_bias_updates(depth: int, width: int, seeds: int, x: torch.Tensor,
     """The hidden-bias updates ``Delta`` of the first GD step (``eta = 1/lambda_max``, float64,
     mean squared error at ``x``, ``y``) of He networks (:func:`lib.nets.random_relu_net`,
     ``init="he"``) with ``depth`` hidden layers of ``width`` neurons, seeds ``0 .. seeds - 1``:
-    shape ``(seeds, depth, width)``, float64, with exact zeros for dead neurons."""
+    shape ``(seeds, depth, width)``, float64, with exact zeros for dead neurons.
+    Guard: ``seeds <= 10,000`` (and :func:`lib.nets.mlp`'s on the size of a network)."""
     depth, width = check_count(depth, "depth"), check_count(width, "width")
-    seeds = check_count(seeds, "seeds")
+    seeds = check_count(seeds, "seeds", maximum=10_000)
     nets_list = [nets.random_relu_net([width] * depth, init="he", seed=s) for s in range(seeds)]
     lam = torch.tensor(stacked_lambda_max(nets_list, x, y))
     params = _stack(nets_list, torch.float64)
@@ -521,11 +535,13 @@ def he_precision_grid(depths: Sequence[int], widths: Sequence[int], seeds: int, 
     :func:`step_bound` for that next step at ``s = u`` of the format on ``grid``.  A network
     whose parameters are no longer finite is marked ``diverged`` (pieces and breakpoints
     ``-1``, bound NaN), not an error.  Also returns the runs, keyed ``(depth, width, format name)``.
+    Guards, before any work: ``seeds <= 10,000``, ``steps <=`` :data:`MAX_STEPS`.
     """
     depths = [check_count(L, f"depths[{i}]") for i, L in enumerate(depths)]
     widths = [check_count(N, f"widths[{i}]") for i, N in enumerate(widths)]
-    seeds = check_count(seeds, "seeds")
+    seeds = check_count(seeds, "seeds", maximum=10_000)
     dtypes = [check_dtype(d, f"dtypes[{i}]") for i, d in enumerate(dtypes)]
+    steps = check_count(steps, "steps", maximum=MAX_STEPS)   # before any work
     rows: list[dict[str, Any]] = []
     runs: dict[tuple, StackedRun] = {}
     for L in depths:

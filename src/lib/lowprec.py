@@ -36,7 +36,7 @@ from torch import nn
 from lib import fp, pieces, train
 from lib.exact import check_count, check_positive, linear_relu_layers
 from lib.nets import mse
-from lib.sawtooth import net_exact
+from lib.sawtooth import MAX_DEPTH, net_exact
 
 MODES = ("float16", "bfloat16", "mixed-float16", "mixed-bfloat16", "float32", "float64")
 """The supported modes: in-format training in each format, and mixed precision."""
@@ -254,18 +254,22 @@ def train_in_format(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, mode: 
 
     ``x``, ``y``: float64 data, shape ``(n,)`` or ``(n, 1)``, rounded once to the compute format
     (:func:`lib.fp.round_to_format`).  ``net`` is rounded once to the storage format and not
-    modified.  ``lr > 0``: the step size; ``steps >= 0`` updates; ``depth >= 1``: the depth whose
+    modified.  ``lr > 0``: the step size; ``0 <= steps <= 10**6`` updates; ``depth`` in
+    ``1..``:data:`lib.sawtooth.MAX_DEPTH`: the depth whose
     :func:`lib.pieces.visible_width` defines a visible piece; ``record_every >= 1``; ``square``:
     also record :func:`square_errors` (``"sup"``, ``"l2"``, against ``x^2``).  See the
     module docstring for the arithmetic of each mode.  Raises ``ValueError``/``TypeError`` naming
     the argument for an unsupported mode, a non-positive step, ``depth`` or ``record_every``
-    below 1 and a network that is not a Linear/ReLU stack with scalar input and output.
+    below 1, a bool for a number (or a non-bool ``square``) and a network that is not a
+    Linear/ReLU stack with scalar input and output.  ``lr``: Python, NumPy or 0-d torch real.
     """
     store, compute = mode_dtypes(mode)
     linear_relu_layers(net, scalar_io=True)
-    check_positive(lr, "lr (step size)")
-    steps = check_count(steps, "steps", 0)
-    depth = check_count(depth, "depth")
+    lr = check_positive(lr, "lr (step size)")
+    if not isinstance(square, (bool, np.bool_)):
+        raise TypeError(f"square must be a bool, got {square!r}")
+    steps = check_count(steps, "steps", 0, maximum=10**6)
+    depth = check_count(depth, "depth", maximum=MAX_DEPTH)
     record_every = check_count(record_every, "record_every")
     x, y = _check_data(x, y)
     start = fp.to_format(net, store)

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.exact import check_count, check_dtype, check_widths, linear_arrays, linear_relu_layers
+from lib.exact import (check_count, check_dtype, check_real, check_widths, linear_arrays,
+                       linear_relu_layers)
 from lib.fp import to_format
 from lib.seeding import check_seed, torch_generator
 
@@ -40,6 +41,8 @@ __all__ = [
 RELU_NET_INITS: tuple[str, ...] = ("he", "pytorch", "he-zero-bias")
 #: Initialisations of :func:`mlp`.
 INITS: tuple[str, ...] = RELU_NET_INITS + ("xavier-normal",)
+#: Size guard of :func:`mlp`: parameters in all (800 MB in float64).
+MAX_MLP_PARAMETERS = 10**8
 #: Activations of :func:`mlp` by name.
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -93,17 +96,23 @@ def mlp(widths: Sequence[int], activation: Any = "relu", *, init: str = "pytorch
 
     The weights are then multiplied by ``scale``.  Draws come from a ``torch.Generator``
     seeded with ``seed``, directly in ``dtype`` (layer by layer, weights then biases); the
-    parameters live on ``device``.
+    parameters live on ``device``.  Guards: ``widths`` positive integers (at most
+    :data:`MAX_MLP_PARAMETERS` weights in all, checked before allocating), ``scale`` a positive
+    finite real, ``seed`` as in :func:`lib.exact.check_seed`, ``bias`` a bool.
     """
     sizes = [check_count(w, f"widths[{i}]") for i, w in enumerate(widths)]
     if len(sizes) < 2:
         raise ValueError(f"widths must list at least the input and output sizes, got {widths!r}")
+    if sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:])) > MAX_MLP_PARAMETERS:
+        raise ValueError(f"widths must give at most {MAX_MLP_PARAMETERS} parameters (a size "
+                         f"guard), got {sizes}")
     if init not in INITS:
         raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
     act = _activation(activation)
     dtype = check_dtype(dtype)
-    if isinstance(scale, bool) or not (isinstance(scale, (int, float)) and math.isfinite(scale)):
-        raise ValueError(f"scale must be a finite number, got {scale!r}")
+    scale = check_real(scale, "scale", gt=0)
+    if not isinstance(bias, (bool, np.bool_)):
+        raise TypeError(f"bias must be a bool, got {bias!r}")
     gen = torch_generator(check_seed(seed))
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -141,12 +150,13 @@ def perturbed_net(net: nn.Sequential, rel: float, seed: int = 0,
 
     ``u ~ U(-1, 1)`` i.i.d. from a NumPy generator seeded with ``seed``; computed in float64,
     stored in ``dtype`` (default: each layer's own dtype) by torch's conversion (to
-    float16/bfloat16 it rounds through float32).  Zero weights stay zero.
+    float16/bfloat16 it rounds through float32).  Zero weights stay zero.  Guards: ``rel`` a
+    finite real ``>= 0``, ``seed`` as in :func:`lib.exact.check_seed`.
     """
     linear_relu_layers(net, scalar_io=True, linear_ends=False)
     seed = check_seed(seed)
-    if not (isinstance(rel, (int, float, np.floating)) and math.isfinite(rel) and rel >= 0):
-        raise ValueError(f"rel must be a finite number >= 0, got {rel!r}")
+    rel = check_real(rel, "rel", ge=0)
+    dtype = None if dtype is None else check_dtype(dtype)
     rng = np.random.default_rng(seed)
     layers: list[nn.Module] = []
     for i, layer in enumerate(net):
@@ -176,13 +186,12 @@ def tent_net(depth: int, apex: float, dtype: Any = torch.float64) -> nn.Sequenti
     The weights are computed in float64 and rounded to ``dtype`` (correctly,
     :func:`lib.fp.to_format`), so the network in each format realises a slightly different
     tent; ``apex = 1/2`` gives the hat map.  Its orbits expand errors by about
-    ``exp(lib.fp.tent_lyapunov(apex))`` per layer.
+    ``exp(lib.fp.tent_lyapunov(apex))`` per layer.  Guards: ``depth`` an integer in
+    1..4096, ``apex`` a real in (0, 1) (Python, NumPy, 0-d torch or Fraction).
     """
     depth = check_count(depth, "depth", maximum=4096)  # size guard: one layer per composition
     dtype = check_dtype(dtype)
-    if isinstance(apex, bool) or not isinstance(apex, (int, float)) or not 0 < apex < 1:
-        raise ValueError(f"apex must be a number in (0, 1), got {apex!r}")
-    a = float(apex)
+    a = check_real(apex, "apex", gt=0, lt=1)
     out_w = torch.tensor([[1 / a, -(1 / a + 1 / (1 - a)), 1 / (1 - a)]], dtype=torch.float64)
     shifts = torch.tensor([0.0, -a, -1.0], dtype=torch.float64)
     layers: list[nn.Module] = []
@@ -207,18 +216,25 @@ class SunCNN(nn.Module):
     -> global average pooling: one logit per image (Sun et al., arXiv 2206.02001).
 
     ``weight``: the ``kernel**2`` filter entries (any array-like); float64 by default.
-    Input ``(n, 1, H, W)``, output ``(n,)``.
+    Input ``(n, 1, H, W)``, output ``(n,)``.  Guards: ``kernel`` an integer in 1..64,
+    ``beta`` a finite real, ``weight`` ``kernel**2`` real numbers.
     """
 
     def __init__(self, weight: Any, kernel: int = 4, beta: float = 1.0,
                  dtype: Any = torch.float64) -> None:
         super().__init__()
-        self.kernel = check_count(kernel, "kernel")
-        self.beta = float(beta)
+        self.kernel = check_count(kernel, "kernel", maximum=64)
+        self.beta = check_real(beta, "beta")
+        try:
+            w = torch.as_tensor(weight)
+        except (TypeError, ValueError, RuntimeError):
+            w = None
+        if w is None or w.dtype == torch.bool or w.is_complex() or w.numel() != self.kernel**2:
+            got = f"shape {tuple(w.shape)}, dtype {w.dtype}" if w is not None else type(weight).__name__
+            raise ValueError(f"weight must hold kernel**2 = {self.kernel**2} real numbers, got {got}")
         self.conv = nn.Conv2d(1, 1, self.kernel, bias=False, dtype=check_dtype(dtype))
         with torch.no_grad():
-            self.conv.weight.copy_(torch.as_tensor(weight).reshape(1, 1, self.kernel,
-                                                                   self.kernel))
+            self.conv.weight.copy_(w.reshape(1, 1, self.kernel, self.kernel))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         z = self.conv(image)
@@ -226,13 +242,28 @@ class SunCNN(nn.Module):
 
 
 # --------------------------------------------------------------------------- losses
+def _check_pair(out: torch.Tensor, y: torch.Tensor) -> None:
+    """Refuse targets that broadcast ``out`` to a bigger shape (``(n, 1)`` against ``(n,)``
+    would silently average ``n^2`` differences)."""
+    if not isinstance(out, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError(f"out and y must be tensors, got {type(out).__name__} and "
+                        f"{type(y).__name__}")
+    if out.shape != y.shape and torch.broadcast_shapes(out.shape, y.shape) != out.shape:
+        raise ValueError(f"y of shape {tuple(y.shape)} does not match out of shape "
+                         f"{tuple(out.shape)}")
+
+
 def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean of the squared errors over all entries: ``mean((out - y)^2)``."""
+    """Mean of the squared errors over all entries: ``mean((out - y)^2)`` (NaN stays NaN).
+    ``ValueError`` if ``y`` would broadcast ``out`` to a bigger shape."""
+    _check_pair(out, y)
     return ((out - y) ** 2).mean()
 
 
 def square_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cohen et al.'s square loss: ``0.5 ||f(x) - y||^2`` per example (rows), averaged."""
+    """Cohen et al.'s square loss: ``0.5 ||f(x) - y||^2`` per example (rows), averaged
+    (NaN stays NaN).  ``ValueError`` if ``y`` would broadcast ``out`` to a bigger shape."""
+    _check_pair(out, y)
     return 0.5 * ((out - y) ** 2).sum(dim=1).mean()
 
 

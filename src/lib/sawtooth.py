@@ -5,7 +5,7 @@ compositions; Yarotsky, *Error bounds for approximations with deep ReLU networks
 Networks 94, 2017) for ``f_m(x) = x - sum_{s<=m} g_s(x) / 4^s``.  Notation: the book's
 *Notation* page (``g = 2 relu(x) - 4 relu(x - 1/2) + 2 relu(x - 1)``, ``g_s``: s-fold).
 
-Three layers of the module:
+Three layers of the module (size guards: :data:`MAX_DEPTH` and its kin, checked first):
 
 * **Exact references** (:class:`fractions.Fraction`): :func:`hat_exact`,
   :func:`sawtooth_exact`, :func:`yarotsky_exact`, :func:`product_exact`, and
@@ -18,9 +18,8 @@ Three layers of the module:
   that cannot raises ``ValueError``.  Building a network draws no random numbers.
 * **Shallow approximation of g_k**: an exact lower bound for every continuous piecewise-linear
   function with a given number of pieces (:func:`pieces_l2_lower_bound_sq`,
-  :func:`pieces_sup_lower_bound`) and exact best L2 fits with prescribed knots
-  (:func:`best_pl_fit`), which bracket the best fit by a one-hidden-layer net
-  (:func:`shallow_fit_bounds`).
+  :func:`pieces_sup_lower_bound`) and exact best L2 fits on given knots (:func:`best_pl_fit`),
+  which bracket the best fit by a one-hidden-layer net (:func:`shallow_fit_bounds`).
 
 Formats: float16, bfloat16, float32, float64.  The sawtooth weights are exact in all four, and
 so is its forward pass on [0, 1] in IEEE arithmetic with gradual underflow;
@@ -48,29 +47,31 @@ from lib.exact import (FLOAT_DTYPES, InvalidArgumentError, check_count, check_dt
                        dyadic_parts, exact_weights, linear_relu_layers, to_fraction)
 
 __all__ = [
-    "SUPPORTED_DTYPES", "SAWTOOTH_WIDTH", "YAROTSKY_WIDTH", "InvalidArgumentError",
-    "to_fraction", "hat_exact", "hat_numerator", "sawtooth_exact", "yarotsky_exact",
-    "product_exact", "net_exact", "hat", "sawtooth", "yarotsky_square",
-    "sawtooth_net", "yarotsky_square_net", "yarotsky_product_net", "shallow_pl_net",
-    "shallow_sawtooth_net",
-    "hidden_widths", "parameter_count", "sawtooth_parameter_count",
-    "yarotsky_parameter_count", "shallow_sawtooth_parameter_count", "yarotsky_max_exact_m",
-    "grid_pieces", "yarotsky_max_error_exact",
-    "PLFit", "best_pl_fit", "uniform_knots", "leading_kink_knots",
+    "SUPPORTED_DTYPES", "SAWTOOTH_WIDTH", "YAROTSKY_WIDTH", "InvalidArgumentError", "to_fraction",
+    "hat_exact", "hat_numerator", "sawtooth_exact", "yarotsky_exact", "product_exact", "net_exact",
+    "hat", "sawtooth", "yarotsky_square", "sawtooth_net", "yarotsky_square_net",
+    "yarotsky_product_net", "shallow_pl_net", "shallow_sawtooth_net", "hidden_widths",
+    "parameter_count", "sawtooth_parameter_count", "yarotsky_parameter_count",
+    "shallow_sawtooth_parameter_count", "yarotsky_max_exact_m", "grid_pieces",
+    "yarotsky_max_error_exact", "PLFit", "best_pl_fit", "uniform_knots", "leading_kink_knots",
     "pieces_l2_lower_bound_sq", "pieces_sup_lower_bound", "ShallowBounds", "shallow_fit_bounds",
-    "dyadic_net_exact", "forward_exactness", "layer_rounding_mismatches", "yarotsky_rounding_errors",
-    "square_error_on_cells", "first_layer_flushes", "smallest_flushing_batch",
+    "dyadic_net_exact", "forward_exactness", "layer_rounding_mismatches",
+    "yarotsky_rounding_errors", "square_error_on_cells", "first_layer_flushes",
+    "smallest_flushing_batch",
 ]
 
 #: The floating-point formats the networks can be built in (:data:`lib.exact.FLOAT_DTYPES`).
 SUPPORTED_DTYPES = FLOAT_DTYPES
 #: Hidden width of :func:`sawtooth_net` (the three ReLUs of g).
 SAWTOOTH_WIDTH = 3
-#: Size guards (checked before anything is built): a depth-``L`` sawtooth or tent network has
-#: ``L`` layers, Yarotsky's network ``m`` channels, the one-layer sawtooth ``2^L`` units.
+#: Size guards (checked before any work; ``ValueError`` naming the argument): a depth-``L``
+#: sawtooth or tent network has ``L`` layers, Yarotsky's network ``m`` channels, the one-layer
+#: sawtooth ``2^L`` units; exact work on the grid ``k/2^L`` has ``2^L`` Fractions.
 MAX_DEPTH = 4096
 MAX_M = 1024  # beyond float64's representability limit (m = 537)
 MAX_SHALLOW_DEPTH = 24
+MAX_GRID_DEPTH = 20
+MAX_KNOTS = 1 << 20
 #: Hidden width of :func:`yarotsky_square_net` (an accumulator plus the three ReLUs of g).
 YAROTSKY_WIDTH = 4
 
@@ -91,7 +92,9 @@ def hat_exact(x: Any) -> Fraction:
 
 
 def hat_numerator(a: int, n: int) -> int:
-    """Numerator of ``g(a/n)`` over the same denominator ``n`` (a power of two)."""
+    """Numerator of ``g(a/n)`` over the same denominator ``n >= 1`` (a power of two)."""
+    if not (type(a) is int and type(n) is int and n > 0):  # the loops' fast path: no checks
+        a, n = check_count(a, "a", minimum=None), check_count(n, "n")
     return 0 if a <= 0 or a >= n else 2 * a if 2 * a <= n else 2 * n - 2 * a
 
 
@@ -105,14 +108,15 @@ def sawtooth_exact(x: Any, depth: int) -> Fraction:
 
     On ``[0, 1]`` it has ``2^depth`` affine pieces and ``2^(depth-1)`` teeth; on the cell
     ``[k/2^(depth-1), (k+1)/2^(depth-1)]`` it equals ``1 - |2^depth x - (2k+1)|``.
+    Guard: ``1 <= depth <=`` :data:`MAX_DEPTH`.
     """
-    depth = check_count(depth, "depth")
+    depth = check_count(depth, "depth", maximum=MAX_DEPTH)
     y = to_fraction(x)
     dyadic = dyadic_parts(y)
     if dyadic is not None:  # integer fast path, same values (tested against _g)
         a, n = dyadic[0], 1 << dyadic[1]
         for _ in range(depth):
-            a = hat_numerator(a, n)
+            a = hat_numerator(a, n) if a else 0
         return Fraction(a, n)
     for _ in range(depth):
         y = _g(y)
@@ -124,9 +128,9 @@ def yarotsky_exact(x: Any, m: int) -> Fraction:
 
     On ``[0, 1]``, ``f_m`` is the piecewise-linear interpolant of ``x^2`` at the nodes
     ``k / 2^m`` and ``max |f_m - x^2| = 2^(-2m-2)``, attained at the cell midpoints
-    (Yarotsky 2017; checked exactly in the book).
+    (Yarotsky 2017; checked exactly in the book).  Guard: ``1 <= m <=`` :data:`MAX_M`.
     """
-    m = check_count(m, "m")
+    m = check_count(m, "m", maximum=MAX_M)
     x = to_fraction(x)
     dyadic = dyadic_parts(x)
     if dyadic is not None:  # integer fast path over the common denominator 2^N 4^m
@@ -274,8 +278,7 @@ def sawtooth_net(depth: int, dtype: torch.dtype = torch.float64, *,
     """
     depth = check_count(depth, "depth", maximum=MAX_DEPTH)
     dtype = check_dtype(dtype, names=False)
-    if isinstance(units, bool) or not isinstance(units, int) or units not in (2, 3):
-        raise ValueError(f"units must be 2 or 3, got {units!r}")
+    units = check_count(units, "units", minimum=2, maximum=3)
     shifts = [-t for t in _HAT_SHIFTS[:units]]
     rows = _hat_rows()[:units]
     layers: list[nn.Module] = [_linear([[1]] * units, shifts, dtype, "sawtooth_net"), nn.ReLU()]
@@ -423,7 +426,7 @@ def yarotsky_parameter_count(m: int) -> int:
 
 def shallow_sawtooth_parameter_count(depth: int) -> int:
     """Parameters of :func:`shallow_sawtooth_net`: ``3 * 2^depth + 1``."""
-    return 3 * 2 ** check_count(depth, "depth") + 1
+    return 3 * 2 ** check_count(depth, "depth", maximum=MAX_DEPTH) + 1
 
 
 def yarotsky_max_exact_m(dtype: torch.dtype) -> int:
@@ -443,7 +446,7 @@ def grid_pieces(values: Sequence[Any]) -> int:
     (true for ``g_s`` on the grid ``k/2^L``, ``L >= s``, and ``f_m`` on ``k/2^L``, ``L >= m``).
     It is not a general piece counter: pieces narrower than the grid are invisible to it.
     """
-    vals = [to_fraction(v) for v in values]
+    vals = [to_fraction(v, f"values[{i}]") for i, v in enumerate(values)]
     if len(vals) < 2:
         raise ValueError(f"values must hold at least 2 points, got {len(vals)}")
     diffs = [b - a for a, b in zip(vals, vals[1:])]  # proportional to the slopes
@@ -457,9 +460,9 @@ def yarotsky_max_error_exact(m: int) -> tuple[Fraction, list[Fraction]]:
     so ``f_m - x^2`` is a concave quadratic there, ``-x^2 + a x + b``: its extreme values on
     the cell are at the endpoints and at the vertex ``x* = a/2`` if inside.  The slope ``a``
     comes from exact endpoint values of :func:`yarotsky_exact`.  Cost: ``O(m 2^m)`` Fraction
-    operations.
+    operations (guard: ``m <=`` :data:`MAX_GRID_DEPTH`).
     """
-    m = check_count(m, "m")
+    m = check_count(m, "m", maximum=MAX_GRID_DEPTH)
     n = 2**m
     nodes = [Fraction(k, n) for k in range(n + 1)]
     vals = [yarotsky_exact(x, m) for x in nodes]
@@ -482,8 +485,9 @@ def pieces_l2_lower_bound_sq(depth: int, pieces: int) -> Fraction:
     chapter *Sawtooth constructions*): ``p`` has ``pieces - 1`` breakpoints, each inside at
     most one of the ``2^(k-1)`` teeth; on a tooth of width ``2^(1-k)`` without one, ``p`` is
     affine and the best affine fit of a tent leaves ``width/12``.  Equality for ``pieces = 1``.
+    Guard: ``depth <=`` :data:`MAX_DEPTH`.
     """
-    k = check_count(depth, "depth")
+    k = check_count(depth, "depth", maximum=MAX_DEPTH)
     pieces = check_count(pieces, "pieces")
     teeth = 2 ** (k - 1)
     return Fraction(max(0, teeth - (pieces - 1)), 12 * teeth)
@@ -495,9 +499,9 @@ def pieces_sup_lower_bound(depth: int, pieces: int) -> Fraction:
     ``1/2`` if ``pieces <= 2^(depth-1)`` (some tooth contains no breakpoint and an affine
     function misses the tent values 0, 1, 0 at its ends and middle by at least 1/2 at one of
     them), else 0.  The constant ``1/2`` attains it, so below that size no such ``p`` beats a
-    constant in the sup norm.
+    constant in the sup norm.  Guard: ``depth <=`` :data:`MAX_DEPTH`.
     """
-    k = check_count(depth, "depth")
+    k = check_count(depth, "depth", maximum=MAX_DEPTH)
     pieces = check_count(pieces, "pieces")
     return _HALF if pieces <= 2 ** (k - 1) else Fraction(0)
 
@@ -554,8 +558,9 @@ def best_pl_fit(depth: int, knots: Iterable[Any]) -> PLFit:
     tridiagonal (``(h_i + h_{i+1})/3`` and ``h_i/6``), the right-hand side integrates products
     of affine functions on the merged breakpoints of ``g_depth`` and the knots (exact
     formula), and ``||g - p||^2 = ||g||^2 - <c, b>``.  Everything is a ``Fraction``.
+    Guard: ``depth <=`` :data:`MAX_GRID_DEPTH` (``2^depth`` kinks).
     """
-    k = check_count(depth, "depth")
+    k = check_count(depth, "depth", maximum=MAX_GRID_DEPTH)
     ks = _check_knots(knots)
     n = len(ks)
     kinks = [Fraction(i, 2**k) for i in range(2**k + 1)]
@@ -600,8 +605,8 @@ def best_pl_fit(depth: int, knots: Iterable[Any]) -> PLFit:
 
 
 def uniform_knots(pieces: int) -> list[Fraction]:
-    """``[0, 1/P, 2/P, ..., 1]`` for ``P = pieces``."""
-    p = check_count(pieces, "pieces")
+    """``[0, 1/P, 2/P, ..., 1]`` for ``P = pieces`` (at most :data:`MAX_KNOTS`)."""
+    p = check_count(pieces, "pieces", maximum=MAX_KNOTS)
     return [Fraction(i, p) for i in range(p + 1)]
 
 
@@ -610,9 +615,10 @@ def leading_kink_knots(depth: int, pieces: int) -> list[Fraction]:
 
     With ``P = pieces <= 2^depth`` pieces the fit can copy ``g_depth`` on
     ``[0, (P-1)/2^depth]`` and has one piece for the rest; ``P = 2^depth`` gives all kinks.
+    Guards: ``depth <=`` :data:`MAX_DEPTH`, ``pieces <=`` :data:`MAX_KNOTS`.
     """
-    k = check_count(depth, "depth")
-    p = check_count(pieces, "pieces")
+    k = check_count(depth, "depth", maximum=MAX_DEPTH)
+    p = check_count(pieces, "pieces", maximum=MAX_KNOTS)
     if p > 2**k:
         raise ValueError(f"pieces must be at most 2^depth = {2**k}, got {p}")
     return [Fraction(i, 2**k) for i in range(p)] + [Fraction(1)]
@@ -637,22 +643,17 @@ class ShallowBounds:
     upper_fit: PLFit
     upper_knots: str
 
-    @property
-    def lower(self) -> float:
-        return math.sqrt(self.lower_sq)
-
-    @property
-    def upper(self) -> float:
-        return math.sqrt(self.upper_sq)
+    lower = property(lambda self: math.sqrt(self.lower_sq), doc="``sqrt(lower_sq)``.")
+    upper = property(lambda self: math.sqrt(self.upper_sq), doc="``sqrt(upper_sq)``.")
 
 
 def shallow_fit_bounds(depth: int, width: int) -> ShallowBounds:
     """Exact lower and upper bounds on the best L2 fit of ``g_depth`` by ``width`` ReLU units.
 
     See :class:`ShallowBounds`.  The true best fit lies between the two; neither bound comes
-    from an optimiser.
+    from an optimiser.  Guard: ``depth <=`` :data:`MAX_GRID_DEPTH` (as :func:`best_pl_fit`).
     """
-    k = check_count(depth, "depth")
+    k = check_count(depth, "depth", maximum=MAX_GRID_DEPTH)
     w = check_count(width, "width")
     pieces = min(w, 2**k)
     fits = {"uniform": best_pl_fit(k, uniform_knots(pieces)),
@@ -711,9 +712,8 @@ def forward_exactness(x: torch.Tensor, max_depth: int) -> list[dict[str, int]]:
     ``L = 1, ..., max_depth``, one batch per depth (as a chapter evaluates a network).
 
     ``x``: tensor ``(n, 1)`` of a supported dtype, values in ``[0, 1]`` (subnormals included).
-    The depth-``L`` network is
-    the first ``L`` hidden layers of ``sawtooth_net(max_depth)`` and its output layer (the
-    same weights as ``sawtooth_net(L)``).  Reference: the hat map on integer numerators over a
+    The depth-``L`` network is the first ``L`` hidden layers of ``sawtooth_net(max_depth)``
+    and its output layer (the same weights as ``sawtooth_net(L)``).  Reference: the hat map on integer numerators over a
     common power of two (:func:`hat_numerator`'s rule, vectorised), compared exactly with
     the outputs.  One row per depth: ``depth``, ``mismatches``, ``at subnormal inputs`` (of
     them, inputs below the smallest normal), ``flushed`` (output 0, exact value not) and
@@ -722,7 +722,7 @@ def forward_exactness(x: torch.Tensor, max_depth: int) -> list[dict[str, int]]:
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != 1:
         raise TypeError("x must be a tensor of shape (n, 1)")
     dtype = check_dtype(x.dtype, "x")
-    max_depth = check_count(max_depth, "max_depth")
+    max_depth = check_count(max_depth, "max_depth", maximum=MAX_DEPTH)
     x64 = x.detach().to(torch.float64).flatten()
     if not bool(((x64 >= 0) & (x64 <= 1)).all()):
         raise ValueError("x must have values in [0, 1]")

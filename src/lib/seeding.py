@@ -15,18 +15,9 @@ import numpy as np
 import torch
 
 from lib.config import is_paper
+from lib.exact import check_count, check_seed
 
-_MAX_SEED = 2**63 - 1
-
-
-def check_seed(seed: Any, name: str = "seed") -> int:
-    """Return ``seed`` as an int after checking it is an integer in [0, 2**63)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(seed).__name__}")
-    seed = int(seed)
-    if not 0 <= seed <= _MAX_SEED:
-        raise ValueError(f"{name} must lie in [0, 2**63), got {seed}")
-    return seed
+__all__ = ["check_seed", "seed_everything", "torch_generator", "numpy_rng"]
 
 
 def seed_everything(seed: int, deterministic: bool = True, threads: int | None = None) -> None:
@@ -36,7 +27,9 @@ def seed_everything(seed: int, deterministic: bool = True, threads: int | None =
     raised by torch if an operation has no deterministic implementation) and set the
     cuBLAS workspace variable that CUDA needs for that.
 
-    ``threads`` sets torch's number of CPU threads, at most the number of cores
+    ``seed``: an integer in ``[0, 2**63)`` (:func:`lib.exact.check_seed`; NumPy and 0-d
+    torch integers accepted, bools refused).  ``threads`` sets torch's number of CPU threads,
+    an integer from 1 to the number of cores
     (``os.cpu_count()``; more would only oversubscribe, and torch crashes for absurd counts,
     so a larger value raises ``ValueError``).  The default ``None`` means one thread
     under the ``quick`` profile and torch's default under ``paper``: the book's CPU work is
@@ -46,13 +39,11 @@ def seed_everything(seed: int, deterministic: bool = True, threads: int | None =
     :func:`numpy_rng` for explicit generators.
     """
     seed = check_seed(seed)
-    if not isinstance(deterministic, bool):
+    if not isinstance(deterministic, (bool, np.bool_)):
         raise TypeError(f"deterministic must be a bool, got {type(deterministic).__name__}")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
     cores = os.cpu_count() or 1
-    if threads is not None and threads > cores:
-        raise ValueError(f"threads must be at most the number of cores ({cores}), got {threads}")
+    if threads is not None:
+        threads = check_count(threads, "threads", minimum=1, maximum=cores)
     if threads is None and not is_paper():
         threads = 1
     if threads is not None:
@@ -62,7 +53,7 @@ def seed_everything(seed: int, deterministic: bool = True, threads: int | None =
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(deterministic)
+    torch.use_deterministic_algorithms(bool(deterministic))
 
 
 def torch_generator(seed: int, device: Any = "cpu") -> Any:
