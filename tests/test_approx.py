@@ -494,3 +494,67 @@ def test_model_floor_search_batches_starts_and_reports_its_convergence() -> None
         approx.model_floor_search(g, 16, 2, 10, extra=approx.BreakpointNet.random(8, 1))
     with pytest.raises(ValueError, match="starts"):
         approx.model_floor_search(g, 16, 0, 10)
+
+
+# ----------------------------------------------------------------------------- bad input (issue 19)
+def _relu_seq(widths: list[int], seed: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip([1] + widths, widths + [1])):
+        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(widths) else [])
+    return nn.Sequential(*layers).double()
+
+
+def test_from_sequentials_computes_each_accepted_sequential_exactly() -> None:
+    """Reference: each ``nn.Sequential``'s own forward pass (PyTorch's Linear/ReLU)."""
+    nets = [_relu_seq([3, 4], seed) for seed in (0, 1, 2)]
+    ens = approx.EnsembleMLP.from_sequentials(nets)
+    x = torch.linspace(-3, 3, 101, dtype=torch.float64)
+    out = ens(x)
+    for s, net in enumerate(nets):
+        torch.testing.assert_close(out[:, s], net(x.reshape(-1, 1))[:, 0], rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("layers, where", [
+    ([nn.Linear(1, 3), nn.Linear(3, 1)], r"nets\[0\]\[1\]"),                    # no ReLU between
+    ([nn.Linear(1, 3), nn.ReLU(), nn.ReLU(), nn.Linear(3, 1)], r"nets\[0\]\[2\]"),
+    ([nn.Linear(1, 3), nn.ReLU(), nn.Linear(3, 1, bias=False)], r"nets\[0\]\[2\]"),
+])
+def test_from_sequentials_refuses_what_it_cannot_represent(layers, where) -> None:
+    seq = nn.Sequential(*layers).double()
+    with pytest.raises(ValueError, match=where):
+        approx.EnsembleMLP.from_sequentials([seq])
+
+
+def test_from_sequentials_refuses_mixed_architectures_and_non_sequences() -> None:
+    with pytest.raises(ValueError, match=r"nets\[1\] has layers"):
+        approx.EnsembleMLP.from_sequentials([_relu_seq([3], 0), _relu_seq([4], 1)])
+    with pytest.raises(TypeError, match=r"nets\[0\]"):
+        approx.EnsembleMLP.from_sequentials([nn.Linear(1, 1)])
+    with pytest.raises(ValueError, match="nets"):
+        approx.EnsembleMLP.from_sequentials(_relu_seq([3], 0))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_breakpoint_net_refuses_non_finite_breakpoints(bad: float) -> None:
+    with pytest.raises(ValueError, match="breakpoints must be finite"):
+        approx.BreakpointNet(torch.tensor([0.1, bad, -0.3], dtype=torch.float64),
+                             torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64))
+
+
+def test_step_size_from_gram_takes_what_hessian_returns() -> None:
+    net = approx.BreakpointNet.random(4, 1, seed=3)
+    quad = data.quadrature(8, order=2)
+    loss = approx.quadrature_loss(quad.weights)
+    top = hessian.eigenvalues(net, loss, quad.inputs, torch.zeros(16, 1, dtype=torch.float64))
+    expected = 1.0 / (2.0 * float(top[0]))
+    for value in (top, top[0], top.numpy(), np.float64(top[0]), Fraction(float(top[0]))):
+        assert approx.step_size_from_gram(value) == expected
+    assert approx.step_size_from_gram(2.0, fraction=np.float32(0.5)) == 0.125
+    for bad in (True, "1.0", None, torch.ones(2)):
+        with pytest.raises(TypeError, match="top_eigenvalue"):
+            approx.step_size_from_gram(bad)
+    with pytest.raises(TypeError, match="fraction"):
+        approx.step_size_from_gram(1.0, fraction=True)
+    with pytest.raises(ValueError, match="top_eigenvalue"):
+        approx.step_size_from_gram(math.nan)

@@ -272,3 +272,48 @@ def test_objective_loss_is_the_output_and_passes_its_gradient() -> None:
     assert loss.item() == pytest.approx(1.5**3 - 2 * 1.5 * -0.5, rel=1e-15)
     (grad,) = torch.autograd.grad(loss, [model.theta])
     np.testing.assert_allclose(grad.numpy(), [3 * 1.5**2 + 1.0, -3.0], rtol=1e-15)
+
+
+def test_flat_loss_hvp_is_the_dense_hessian_times_v() -> None:
+    """``FlatLoss.hvp(theta, v)`` equals the dense Hessian (autograd on the loss written here)
+    times ``v``, at the model's parameters and at another point."""
+    model, mse, x, y = _net_problem(2)
+    flat = hessian.FlatLoss(model, mse, x, y)
+    gen = torch.Generator().manual_seed(7)
+    v = torch.randn(17, generator=gen, dtype=torch.float64)
+    other = torch.randn(17, generator=gen, dtype=torch.float64)
+    for theta in (None, other):
+        at = flat.theta0 if theta is None else other
+        dense = torch.autograd.functional.hessian(lambda th: _own_loss(th, x, y), at)
+        torch.testing.assert_close(flat.hvp(theta, v), dense @ v, rtol=1e-10, atol=1e-12)
+
+
+def test_reference_values_and_grad_as_floats() -> None:
+    """``Reference.values_float``/``grad_float`` are the exact Fractions rounded once to float64
+    (``float(Fraction)`` rounds correctly), on a 1-3-1 net with dyadic weights, checked against
+    values and a gradient computed here by hand in Fractions."""
+    from fractions import Fraction
+
+    from lib import fp
+
+    net = nn.Sequential(nn.Linear(1, 1), nn.ReLU(), nn.Linear(1, 1)).double()
+    with torch.no_grad():
+        net[0].weight.fill_(0.75)
+        net[0].bias.fill_(-0.25)
+        net[2].weight.fill_(1.5)
+        net[2].bias.fill_(0.125)
+    xs = [Fraction(1, 3), Fraction(1, 7)]   # rounded to float64 by the reference
+    xf = [Fraction(float(x)) for x in xs]
+    ys = [Fraction(0), Fraction(1)]
+    ref = fp.reference(net, [float(x) for x in xs], objective="mse",
+                       targets=[float(t) for t in ys], arithmetic="exact")
+    w1, b1, w2, b2 = Fraction(3, 4), Fraction(-1, 4), Fraction(3, 2), Fraction(1, 8)
+    pre = [w1 * x + b1 for x in xf]
+    h = [max(p, Fraction(0)) for p in pre]
+    out = [w2 * a + b2 for a in h]
+    assert ref.values == out
+    np.testing.assert_array_equal(ref.values_float(), np.array([float(o) for o in out]))
+    assert ref.values_float().dtype == np.float64
+    grad = np.array([float(g) for g in ref.grad])
+    np.testing.assert_array_equal(ref.grad_float(), grad)
+    assert len(ref.grad_float()) == 4

@@ -384,3 +384,79 @@ def test_curvature_to_loss_check_refines_the_grid_once() -> None:
     assert np.all(res.lam_min_check > 0)
     plain = flows.curvature_to_loss(model, mse, x, y, level, t_max=100.0, n_times=4)
     assert plain.Lambda_check is None and plain.lam_min_check is None
+
+
+# ----------------------------------------------------------------------------- bad input (issue 19)
+def test_a_tiny_step_over_a_long_horizon_is_refused_before_any_work(monkeypatch) -> None:
+    import time
+
+    model, mse, x, y, *_ = _least_squares()
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="MAX_STEPS"):
+        flows.gradient_descent(model, mse, x, y, [1.0], 1e-9)
+    with pytest.raises(ValueError, match="size guard"):
+        flows.gradient_descent(model, mse, x, y, eta=0.1, steps=flows.MAX_STEPS + 1)
+    with pytest.raises(ValueError, match="MAX_STEPS"):
+        flows.fixed_step_flow(model, mse, x, y, [1e3], 1e-6)
+    assert time.perf_counter() - t0 < 5.0
+    monkeypatch.setattr(flows, "MAX_ENTRIES", 10)       # 3 rows of 5 parameters
+    with pytest.raises(ValueError, match="MAX_ENTRIES=10"):
+        flows.gradient_flow(model, mse, x, y, [0.0, 0.5, 1.0])
+
+
+def test_gradient_flow_stops_at_the_default_evaluation_cap(monkeypatch) -> None:
+    model, mse, x, y, *_ = _least_squares()
+    monkeypatch.setattr(flows, "MAX_EVALS", 20)
+    with pytest.raises(RuntimeError, match="max_evals=20"):
+        flows.gradient_flow(model, mse, x, y, [0.0, 100.0], rtol=1e-13, atol=1e-15)
+
+
+def test_step_sizes_accept_numpy_and_torch_scalars_and_refuse_bools_and_strings() -> None:
+    model, mse, x, y, *_ = _least_squares()
+    ref = flows.gradient_descent(model, mse, x, y, [0.0, 0.3], 0.1)
+    for eta in (np.float64(0.1), torch.tensor(0.1, dtype=torch.float64)):
+        np.testing.assert_array_equal(flows.gradient_descent(model, mse, x, y, [0.0, 0.3], eta),
+                                      ref)
+    np.testing.assert_array_equal(flows.gradient_descent(model, mse, x, y, eta=0.1,
+                                                         steps=np.int64(3))[[0, 3]], ref)
+    for kwargs in ({"eta": True, "steps": 3}, {"eta": "0.1", "steps": 3},
+                   {"eta": 0.1, "steps": True}, {"eta": 0.1, "steps": [0, True]}):
+        with pytest.raises(TypeError):
+            flows.gradient_descent(model, mse, x, y, **kwargs)
+    with pytest.raises(TypeError, match="max_evals"):
+        flows.gradient_flow(model, mse, x, y, [1.0], max_evals=True)
+    with pytest.raises(TypeError, match="times"):
+        flows.gradient_flow(model, mse, x, y, [0.0, True])
+    with pytest.raises(TypeError, match="rtol"):
+        flows.gradient_flow(model, mse, x, y, [1.0], rtol="1e-8")
+    with pytest.raises(TypeError, match="steps"):
+        flows.double_well_gd_end(0.1, 0.2, 0.1, True, 0.1)
+    with pytest.raises(TypeError, match="iters"):
+        flows.double_well_separatrix([0.0, 0.0], 0.1, 1.0, 0.1, iters=True)
+
+
+@pytest.mark.parametrize("which", ["inputs", "targets"])
+def test_empty_data_raise_naming_the_argument(which: str) -> None:
+    model, mse, x, y, *_ = _least_squares()
+    x, y = (x[:0], y) if which == "inputs" else (x, y[:0])
+    for call in (lambda: flows.gradient_flow(model, mse, x, y, [0.0, 1.0]),
+                 lambda: flows.gradient_descent(model, mse, x, y, [0.0, 1.0], 0.1)):
+        with pytest.raises(ValueError, match=which):
+            call()
+
+
+def test_non_finite_parameters_raise_naming_them() -> None:
+    model, mse, x, y, *_ = _least_squares()
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="parameters"):
+        flows.gradient_flow(model, mse, x, y, [0.0, 1.0])
+    with pytest.raises(ValueError, match="parameters"):
+        flows.gradient_descent(model, mse, x, y, [0.0, 1.0], 0.1)
+
+
+def test_monitor_times_refuses_nan_rather_than_weighing_it_zero() -> None:
+    t = np.linspace(0, 1, 5)
+    loss = np.array([1.0, 0.5, np.nan, 0.2, 0.1])
+    with pytest.raises(ValueError, match="loss must be finite"):
+        flows.monitor_times(t, loss, np.zeros((5, 2)), 3)

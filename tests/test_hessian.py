@@ -296,3 +296,79 @@ def test_top_means_largest_not_largest_in_magnitude() -> None:
     assert torch.allclose(bottom, torch.tensor([-5.0], dtype=torch.float64), atol=1e-8)
     both = hessian.eigenvalues(model, loss, inputs, targets, k=1, which="both")
     assert torch.allclose(both, torch.tensor([-5.0, 2.0], dtype=torch.float64), atol=1e-8)
+
+
+# ----------------------------------------------------------------------------- bad input (issue 19)
+@pytest.mark.parametrize("which", ["inputs", "targets"])
+def test_empty_data_raise_naming_the_argument(which: str) -> None:
+    model, (x, y) = _tanh_net(), _data()
+    x, y = (x[:0], y) if which == "inputs" else (x, y[:0])
+    for call in (lambda: hessian.eigenvalues(model, CE, x, y),
+                 lambda: hessian.dense_hessian(model, CE, x, y),
+                 lambda: hessian.hvp_operator(model, CE, x, y)):
+        with pytest.raises(ValueError, match=f"{which} must contain at least one sample"):
+            call()
+
+
+def test_non_finite_inputs_and_targets_raise_naming_them() -> None:
+    model, (x, y) = _tanh_net(), _data()
+    bad = x.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="inputs are not finite"):
+        hessian.eigenvalues(model, CE, bad, y)
+    yf = torch.randn(40, 3, dtype=torch.float64)
+    yf[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="targets are not finite"):
+        hessian.eigenvalues(model, nn.MSELoss(), x, yf)
+
+
+@pytest.mark.parametrize("method", hessian.HVP_METHODS)
+def test_non_finite_parameters_raise_naming_them_not_a_nan_eigenvalue(method: str) -> None:
+    model, (x, y) = _tanh_net(), _data()
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("nan")
+    with pytest.raises(hessian.NonFiniteLossError, match="parameters") as err:
+        hessian.eigenvalues(model, CE, x, y, method=method)
+    assert isinstance(err.value, ValueError)
+    with pytest.raises(ValueError, match="parameters"):
+        hessian.dense_hessian(model, CE, x, y)
+
+
+def test_an_overflowing_loss_raises_and_the_tracker_reports_nan() -> None:
+    model, (x, y) = _tanh_net(), _data()
+
+    def overflow(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return (out.sum() * 1e300) ** 2           # inf for these finite parameters and data
+
+    with pytest.raises(ValueError, match="loss is not finite.*overflows"):
+        hessian.eigenvalues(model, overflow, x, y)
+    values, n_hvp, ok = hessian.EigenTracker(overflow, x, y)(model)   # nonfinite="nan": GD diverging
+    assert np.isnan(values).all() and n_hvp == 0 and not ok
+
+
+def test_scalars_accept_numpy_and_torch_and_refuse_bools_and_strings() -> None:
+    model, (x, y) = _tanh_net(), _data()
+    ref = hessian.eigenvalues(model, CE, x, y, k=2, tol=1e-9)
+    for k, tol in ((np.int64(2), np.float64(1e-9)), (torch.tensor(2), torch.tensor(1e-9))):
+        torch.testing.assert_close(hessian.eigenvalues(model, CE, x, y, k=k, tol=tol), ref,
+                                   rtol=0, atol=0)
+    for kwargs in ({"k": True}, {"k": 2.0}, {"tol": True}, {"tol": "1e-9"}, {"max_iter": True}):
+        with pytest.raises((TypeError, ValueError), match=next(iter(kwargs))):
+            hessian.eigenvalues(model, CE, x, y, **kwargs)
+    with pytest.raises(TypeError, match="k"):
+        hessian.lanczos(lambda v: v, 5, k=True)
+    assert hessian.lanczos(lambda v: 2 * v, np.int64(5), k=np.int64(1)).values[0] == pytest.approx(2)
+    for kwargs in ({"mix": True}, {"cold_every": True}, {"k": True}):
+        with pytest.raises(TypeError):
+            hessian.EigenTracker(CE, x, y, **kwargs)
+
+
+def test_size_guards_refuse_before_allocating(monkeypatch) -> None:
+    model, (x, y) = _tanh_net(), _data()           # 57 parameters
+    monkeypatch.setattr(hessian, "MAX_DENSE_PARAMS", 50)
+    with pytest.raises(ValueError, match="MAX_DENSE_PARAMS=50"):
+        hessian.dense_hessian(model, CE, x, y)
+    monkeypatch.setattr(hessian, "MAX_BASIS_ENTRIES", 57 * 10)
+    with pytest.raises(ValueError, match="max_iter=20.*MAX_BASIS_ENTRIES"):
+        hessian.eigenvalues(model, CE, x, y, max_iter=20)
+    assert hessian.eigenvalues(model, CE, x, y, max_iter=8, require_convergence=False).shape == (1,)

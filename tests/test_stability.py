@@ -351,3 +351,45 @@ def test_sun_fft_matches_convolution() -> None:
     assert np.nanmax(r["rel"]) < 1e-10 and r["horizon"][0] == 21
     with pytest.raises(ValueError, match="w must"):
         stability.sun_full_loss_grad_fft(w[:5], img[0, 0].numpy(), 2.0)
+
+
+# ----------------------------------------------------------------------------- bad input (issue 19)
+def test_step_sizes_accept_numpy_and_torch_and_refuse_bools_and_strings() -> None:
+    """Reference: the same map with plain floats (the iterates must be identical)."""
+    ref = stability.sun_map(0.1, [0.5, 0.25], 0.01, 16, 2.0, 5)
+    got = stability.sun_map(0.1, [np.float64(0.5), torch.tensor(0.25, dtype=torch.float64)],
+                            np.float64(0.01), 16, torch.tensor(2.0, dtype=torch.float64),
+                            np.int64(5))
+    np.testing.assert_array_equal(got, ref)
+    for etas in ("0.5", [True], ["0.5"], [0.5, None]):
+        with pytest.raises(TypeError, match="etas"):
+            stability.sun_map(0.1, etas, 0.01, 16, 2.0, 5)
+    for kwargs in ({"steps": True}, {"alpha": True}, {"n": True}):
+        args = {"u0": 0.1, "etas": [0.5], "alpha": 0.01, "n": 16, "c_norm": 2.0, "steps": 5}
+        with pytest.raises(TypeError, match=next(iter(kwargs))):
+            stability.sun_map(**{**args, **kwargs})
+    with pytest.raises(ValueError, match="size guard"):
+        stability.sun_map(0.1, [0.5], 0.01, 16, 2.0, train.MAX_STEPS + 1)
+
+
+def test_spread_ratio_refuses_nan_rather_than_reporting_a_ratio() -> None:
+    acc = np.array([[0.9, 0.8, 0.85], [0.7, np.nan, 0.75]])
+    with pytest.raises(ValueError, match="acc must be finite"):
+        stability.spread_ratio(acc, n_boot=10)
+    with pytest.raises(TypeError, match="level"):
+        stability.spread_ratio(np.ones((2, 2)), n_boot=10, level=True)
+
+
+@pytest.mark.parametrize("which", ["inputs", "targets"])
+def test_empty_data_raise_naming_the_argument(which: str) -> None:
+    x, _, y, make = _tiny_classification()
+    x, y = (x[:0], y) if which == "inputs" else (x, y[:0])
+    with pytest.raises(ValueError, match=f"{which} must contain at least one sample"):
+        stability.top2_along(make(0), nn_mse, x, y, eta=0.1, start=1, stop=2, every=1)
+    with pytest.raises(ValueError, match=which):
+        stability.sharpness_runs(make(0), nn_mse, x, y, [0.1], steps=2, every=1, tol=1e-4,
+                                 test_inputs=x, test_labels=torch.zeros(len(x), dtype=torch.long))
+
+
+def nn_mse(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return ((out - t) ** 2).mean()

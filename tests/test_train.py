@@ -496,3 +496,81 @@ def test_step_dtype() -> None:
     assert train.step_dtype(torch.float64) == torch.float64
     with pytest.raises(TypeError, match="dtype"):
         train.step_dtype(torch.int8)
+
+
+# ----------------------------------------------------------------------------- bad input (issue 19)
+@pytest.mark.parametrize("which", ["inputs", "targets"])
+def test_empty_and_non_finite_data_raise_naming_the_argument(which: str) -> None:
+    model, x, y = _problem()
+    empty = (x[:0], y) if which == "inputs" else (x, y[:0])
+    with pytest.raises(ValueError, match=f"{which} must contain at least one sample"):
+        train.gd(model, _mse, *empty, lr=0.1, steps=1)
+    bad = (x.clone(), y.clone())
+    bad[0 if which == "inputs" else 1][5, 0] = float("nan")
+    with pytest.raises(ValueError, match=f"{which} are not finite"):
+        train.gd(model, _mse, *bad, lr=0.1, steps=1)
+
+
+def test_non_finite_parameters_raise_naming_them() -> None:
+    model, x, y = _problem()
+    with torch.no_grad():
+        model[2].bias[3] = float("inf")
+    with pytest.raises(ValueError, match=r"parameters must be finite: '2.bias'"):
+        train.gd(model, _mse, x, y, lr=0.1, steps=1)
+
+
+def test_step_sizes_accept_numpy_and_torch_scalars_bit_for_bit() -> None:
+    """Reference: the same run with a Python float step size."""
+    model, x, y = _problem()
+    ref = train.gd(model, _mse, x, y, lr=0.1, steps=3)
+    for lr in (np.float64(0.1), torch.tensor(0.1, dtype=torch.float64), Fraction(1, 10)):
+        run = train.gd(model, _mse, x, y, lr=lr, steps=np.int64(3), weight_decay=np.float64(0.0))
+        assert all(torch.equal(a, b) for a, b in zip(run.model.parameters(), ref.model.parameters()))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"lr": True}, "lr"), ({"lr": "0.1"}, "lr"), ({"steps": True}, "steps"),
+    ({"noise": True}, "noise"), ({"weight_decay": True}, "weight_decay"),
+    ({"lastbit_k": True}, "lastbit_k"), ({"record_every": True}, "record_every"),
+])
+def test_bools_and_strings_are_refused(kwargs, match) -> None:
+    model, x, y = _problem()
+    with pytest.raises(TypeError, match=match):
+        train.gd(model, _mse, x, y, **{"lr": 0.1, "steps": 2, **kwargs})
+
+
+def test_too_many_steps_are_refused_before_any_work() -> None:
+    import time
+
+    model, x, y = _problem()
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="size guard"):
+        train.gd(model, _mse, x, y, lr=0.1, steps=train.MAX_STEPS + 1)
+    assert time.perf_counter() - t0 < 2.0
+
+
+def test_helpers_refuse_bools() -> None:
+    model, x, y = _problem()
+    with pytest.raises(TypeError, match="every"):
+        train.parameter_hook(True)
+    with pytest.raises(TypeError, match=r"ks\[1\]"):
+        train.lastbit_family(model, _mse, x, y, lr=0.1, steps=2, ks=(1, True))
+    with pytest.raises(TypeError, match="lr"):
+        train.edge_statistics([0, 1], [1.0, 2.0], True)
+    with pytest.raises(TypeError, match="after"):
+        train.edge_statistics([0, 1], [1.0, 2.0], 0.1, after=True)
+    assert train.edge_statistics([0, 1], [1.0, 30.0], np.float64(0.1))["crossing"] == 1
+    with pytest.raises(TypeError, match="min_width"):
+        train.piece_hooks(True)
+
+
+def test_nan_is_not_reduced_to_zero() -> None:
+    assert math.isnan(train.relative_l1_difference([np.nan, 1.0], [1.0, 1.0]))
+    assert train.relative_l1_difference([0.0, 1.0], [0.0, 3.0]) == 0.5   # 2 * mean(0, 1/2)
+    stats = train.update_stats(torch.tensor([0.5, float("nan"), 0.0]))
+    assert math.isnan(stats["mean_reciprocal"]) and math.isnan(stats["max_abs"])
+    model = nn.Linear(2, 3).double()
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    x = torch.ones(4, 2, dtype=torch.float64)
+    assert math.isnan(train.accuracy(model, x, torch.zeros(4, dtype=torch.long)))

@@ -48,18 +48,18 @@ from torch import nn
 from lib import hessian, pieces, train
 from lib.config import progress
 from lib.data import gauss_legendre, quadrature
-from lib.exact import check_count, check_dtype, check_interval, check_knots, linear_relu_layers
+from lib.exact import (check_count, check_dtype, check_interval, check_knots, check_positive,
+                       check_real, linear_relu_layers)
 from lib.sawtooth import parameter_count, yarotsky_exact, yarotsky_square_net
 from lib.seeding import check_seed, torch_generator
 
 __all__ = [
     "BreakpointNet", "EnsembleMLP", "quadrature_loss", "ntk_gram", "step_size_from_gram",
-    "SplineFit", "spline_projection", "adapted_knots", "pl_l2_error",
-    "yarotsky_l2_error_sq_exact", "PowerFit", "fit_power_law",
-    "train_breakpoint_nets", "breakpoint_width_sweep", "zero_output_start", "linearised_floor",
-    "lemma_c_bound", "balanced_configuration", "model_upper_bound", "optimise_breakpoints",
-    "model_floor_search", "authors_setting", "train_relu_ensemble", "yarotsky_references",
-]
+    "SplineFit", "spline_projection", "adapted_knots", "pl_l2_error", "yarotsky_l2_error_sq_exact",
+    "PowerFit", "fit_power_law", "train_breakpoint_nets", "breakpoint_width_sweep",
+    "zero_output_start", "linearised_floor", "lemma_c_bound", "balanced_configuration",
+    "model_upper_bound", "optimise_breakpoints", "model_floor_search", "authors_setting",
+    "train_relu_ensemble", "yarotsky_references"]
 
 Target = Callable[[torch.Tensor], torch.Tensor]
 
@@ -108,6 +108,8 @@ class BreakpointNet(nn.Module):
         if theta.dim() != 2 or theta.shape[1] < 1:
             raise ValueError(f"breakpoints must have shape (m,) or (S, m), got {tuple(breakpoints.shape)}")
         check_dtype(theta.dtype)
+        if not bool(torch.isfinite(theta).all()):
+            raise ValueError(f"breakpoints must be finite, got NaN or inf in {theta.tolist()}"[:200])
         if signs.shape != breakpoints.shape:
             raise ValueError(f"signs must have the shape of breakpoints {tuple(breakpoints.shape)}, "
                              f"got {tuple(signs.shape)}")
@@ -259,18 +261,28 @@ class EnsembleMLP(nn.Module):
 
     @classmethod
     def from_sequentials(cls, nets: Sequence[nn.Sequential]) -> EnsembleMLP:
-        """Stack ``Linear``/``ReLU`` networks of identical architecture (input and output 1)."""
-        if not nets:
-            raise ValueError("nets must not be empty")
-        per_net = []
-        for net in nets:
-            layers = linear_relu_layers(net)
-            per_net.append([layer for layer in layers if isinstance(layer, nn.Linear)])
-        weights = [torch.stack([layers[i].weight.detach() for layers in per_net])
-                   for i in range(len(per_net[0]))]
-        biases = [torch.stack([layers[i].bias.detach() for layers in per_net])
-                  for i in range(len(per_net[0]))]
-        return cls(weights, biases)
+        """Stack networks ``Linear(1, n_1), ReLU, ..., ReLU, Linear(n_L, 1)`` of identical
+        widths and dtype: Linear layers with biases and exactly one ReLU between consecutive
+        ones, the only structure an ensemble member computes exactly.  Anything else raises
+        ``TypeError``/``ValueError`` naming the layer ``nets[i][j]``."""
+        if isinstance(nets, nn.Module) or not len(nets):
+            raise ValueError("nets must be a non-empty sequence of nn.Sequential networks")
+        per_net, shapes = [], None
+        for i, net in enumerate(nets):
+            try:
+                layers = linear_relu_layers(net)
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"nets[{i}]: {err}") from None
+            for j, layer in enumerate(layers):
+                if isinstance(layer, nn.Linear) != (j % 2 == 0) or getattr(layer, "bias", 0) is None:
+                    raise ValueError(f"nets[{i}][{j}] is {layer}: a member must alternate Linear "
+                                     "layers with biases and single ReLUs")
+            shape = [(lin.in_features, lin.out_features, lin.weight.dtype) for lin in layers[::2]]
+            if shape != (shapes := shapes or shape):
+                raise ValueError(f"nets[{i}] has layers {shape}, nets[0] has {shapes}")
+            per_net.append(layers[::2])
+        return cls([torch.stack([ls[i].weight.detach() for ls in per_net]) for i in range(len(shapes))],
+                   [torch.stack([ls[i].bias.detach() for ls in per_net]) for i in range(len(shapes))])
 
     @property
     def members(self) -> int:
@@ -361,17 +373,17 @@ def ntk_gram(model: nn.Module, inputs: torch.Tensor, weights: torch.Tensor | Non
     if not trainable:
         raise ValueError("model has no trainable parameters")
     fixed = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
-    fixed.update(dict(model.named_buffers()))
-    with torch.no_grad():
-        width = model(x.reshape(-1, 1)).reshape(x.shape[0], -1).shape[1]
-    if member >= width:
-        raise ValueError(f"member must be < {width}, got {member}")
-
+    fixed.update({n: b.detach().clone() for n, b in model.named_buffers()})
     def column(params: dict[str, torch.Tensor]) -> torch.Tensor:
         out = torch.func.functional_call(model, {**params, **fixed}, (x.reshape(-1, 1),))
         return out.reshape(x.shape[0], -1)[:, member]
 
-    jacs = torch.func.jacrev(column)(trainable)
+    with hessian.evaluation_mode(model):           # eval mode; the model is not changed
+        with torch.no_grad():
+            width = model(x.reshape(-1, 1)).reshape(x.shape[0], -1).shape[1]
+        if member >= width:
+            raise ValueError(f"member must be < {width}, got {member}")
+        jacs = torch.func.jacrev(column)(trainable)
     rows = [jacs[n].reshape(x.shape[0], -1) for n in trainable]
     jac = torch.cat(rows, dim=1).detach()
     if weights is not None:
@@ -387,14 +399,12 @@ def step_size_from_gram(top_eigenvalue: float, fraction: float = 1.0) -> float:
     ``fraction / (2 lambda_max(K))`` for the top eigenvalue of :func:`ntk_gram`.
 
     ``fraction = 1`` puts ``2/eta`` at twice the Gauss-Newton sharpness: half the largest
-    step for which GD on the linearised model is stable (``eta < 2 / lambda_max``).
-    """
-    if not (isinstance(top_eigenvalue, (int, float)) and math.isfinite(top_eigenvalue)
-            and top_eigenvalue > 0):
-        raise ValueError(f"top_eigenvalue must be a positive finite number, got {top_eigenvalue!r}")
-    if not (isinstance(fraction, (int, float)) and 0 < fraction < 2):
-        raise ValueError(f"fraction must lie in (0, 2), got {fraction!r}")
-    return float(fraction) / (2.0 * float(top_eigenvalue))
+    step for which GD on the linearised model is stable (``eta < 2 / lambda_max``).  Both
+    are reals (NumPy, 0-d or one-element torch, e.g. ``hessian.eigenvalues(...)``)."""
+    if isinstance(top_eigenvalue, (torch.Tensor, np.ndarray)) and top_eigenvalue.shape == (1,):
+        top_eigenvalue = top_eigenvalue[0]
+    top = check_positive(top_eigenvalue, "top_eigenvalue")
+    return check_real(fraction, "fraction", gt=0, lt=2) / (2.0 * top)
 
 
 # ----------------------------------------------------------------------------- splines
@@ -569,18 +579,14 @@ def fit_power_law(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarr
     coef, *_ = np.linalg.lstsq(design, ly, rcond=None)
     resid = ly - design @ coef
     dof = lx.size - 2
-    if dof > 0:
-        s2 = float(resid @ resid) / dof
-        cov = s2 * np.linalg.inv(design.T @ design)
-        stderr = float(np.sqrt(cov[1, 1]))
-    else:
-        stderr = float("nan")
+    stderr = (float(np.sqrt(float(resid @ resid) / dof * np.linalg.inv(design.T @ design)[1, 1]))
+              if dof > 0 else float("nan"))
     return PowerFit(exponent=float(coef[1]), constant=float(np.exp(coef[0])), stderr=stderr)
 
 
 # ----------------------------------------------------------------------------- the chapter's runs
 def _check_horizons(steps: int, horizons: Sequence[int]) -> list[int]:
-    steps = check_count(steps, "steps")
+    steps = check_count(steps, "steps", maximum=train.MAX_STEPS)
     hz = [check_count(h, "horizons[i]") for h in horizons]
     if not hz or sorted(set(hz)) != hz or hz[-1] > steps:
         raise ValueError(f"horizons must be increasing step counts up to steps={steps}, got {horizons!r}")
@@ -614,8 +620,7 @@ def train_breakpoint_nets(target: Target, m: int, members: int, steps: int, hori
     plain = quadrature_loss(quad.weights)
     lam0 = np.array([float(hessian.eigenvalues(net0.member(s), plain, quad.inputs, y, which="top")[0])
                      for s in range(members)])
-    if not (isinstance(lr_scale, (int, float)) and math.isfinite(lr_scale) and lr_scale > 0):
-        raise ValueError(f"lr_scale must be a positive finite number, got {lr_scale!r}")
+    lr_scale = check_positive(lr_scale, "lr_scale")
     eta = lr_scale / lam0.max()
     loss = quadrature_loss(quad.weights, lam0.max() / lam0)   # eta_s = 1 / lam0[s]
 
@@ -762,10 +767,8 @@ def optimise_breakpoints(target: Target, net: BreakpointNet, steps: int, *, lr: 
     at each quarter of the run (the shape of the authors' StepLR).  Returns the exact L2 errors
     ``(2, S)`` of each member's best iterate among the checks (the start, every ``steps // 10``):
     row 0 up to half the steps, row 1 up to the end."""
-    steps, m = check_count(steps, "steps"), net.width
-    lr = 0.05 / m if lr is None else float(lr)
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    steps, m = check_count(steps, "steps", maximum=train.MAX_STEPS), net.width
+    lr = 0.05 / m if lr is None else check_positive(lr, "lr")
     quad = quadrature(check_count(panels_per_width, "panels_per_width") * m, order=2, interval=interval)
     y, loss = target(quad.nodes).reshape(-1, 1), quadrature_loss(quad.weights)
     opt = torch.optim.Adam([net.theta], lr=lr)
@@ -811,14 +814,14 @@ def authors_setting(target: Target, m: int, members: int, steps: int, horizons: 
     step ``lr`` times ``gamma`` every ``decay_every`` steps, on the mean squared error at ``2m``
     equispaced points, in ``dtype``.  Returns exact L2 errors ``(horizons, members)``."""
     m, members, horizons = check_count(m, "m"), check_count(members, "members"), _check_horizons(steps, horizons)
-    a, b = check_interval(interval)
+    (a, b), gamma = check_interval(interval), check_positive(gamma, "gamma")
     gen = torch_generator(check_seed(seed))
     theta = a + (b - a) * torch.rand(members, m, generator=gen, dtype=torch.float64)
     signs = torch.randint(0, 2, (members, m), generator=gen).double() * 2 - 1
     net = BreakpointNet(theta.to(check_dtype(dtype)), signs.to(dtype))
     x = torch.linspace(a, b, 2 * m, dtype=torch.float64)
     y, x = target(x).to(dtype).reshape(-1, 1), x.to(dtype)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    opt = torch.optim.Adam(net.parameters(), lr=check_positive(lr, "lr"))
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=check_count(decay_every, "decay_every"), gamma=gamma)
     errs = []
     for step in range(1, steps + 1):
@@ -843,9 +846,7 @@ def train_relu_ensemble(hidden: Sequence[int], members: int, seed: int, target: 
     ``interval``, per member), ``pieces0`` and ``err0`` (at the start), ``diverged``, ``kinks_in``/``units`` (first-layer kinks inside
     ``interval`` at initialisation), ``loss_drop`` (half-way / end, per member) and ``sharp``
     (``max_s eta_s lambda_max(H_s)`` at the checks)."""
-    members, steps = check_count(members, "members"), check_count(steps, "steps")
-    if steps < 2:
-        raise ValueError(f"steps must be at least 2, got {steps}")
+    members, steps = check_count(members, "members"), check_count(steps, "steps", 2, train.MAX_STEPS)
     lo, hi = check_interval(interval)
     y = target(quad.nodes).reshape(-1, 1)
 

@@ -23,6 +23,15 @@ into one vector (:class:`lib.hessian.FlatLoss`); the model itself is never modif
 
 Trajectories are returned as :class:`Trajectory`: a float64 NumPy array of shape
 ``(len(times), n_params)`` carrying ``times``, ``loss`` and the cost (``n_grad_evals``).
+
+Guards: the model is evaluated in eval mode and never changed
+(:func:`lib.hessian.evaluation_mode`); empty or non-finite data and a non-finite loss raise
+``ValueError`` naming ``inputs``, ``targets`` or the parameters (:class:`NonFiniteLossError`);
+step sizes, times and tolerances accept Python, NumPy and 0-d torch reals (bools and strings
+are refused).  Size guards, before any work: GD and the fixed-step methods take at most
+:data:`MAX_STEPS` steps, a trajectory holds at most :data:`MAX_ENTRIES` numbers, and the
+adaptive solvers stop after :data:`MAX_EVALS` gradient evaluations unless ``max_evals`` says
+otherwise.
 """
 
 from __future__ import annotations
@@ -37,19 +46,20 @@ import torch
 from scipy.integrate import cumulative_trapezoid, solve_ivp
 from torch import nn
 
-from lib.exact import check_count, check_positive
-from lib.hessian import (DEFAULT_HVP_METHOD, FlatLoss, LossFn, eigenvalues_along,
-                         flatten_parameters, hvp_operator_from_loss)
-from lib.train import gd
+from lib.exact import check_count, check_positive, check_real
+from lib.hessian import (DEFAULT_HVP_METHOD, FlatLoss, LossFn, NonFiniteLossError,
+                         eigenvalues_along, evaluation_mode, flatten_parameters,
+                         hvp_operator_from_loss)
+from lib.train import MAX_STEPS, gd
 
 ADAPTIVE_METHODS = ("DOP853", "RK45", "RK23", "Radau", "BDF", "LSODA")
 FIXED_METHODS = ("euler", "rk4")
 #: gradient evaluations per step of the fixed-step methods
 FIXED_COST = {"euler": 1, "rk4": 4}
-
-
-class NonFiniteLossError(FloatingPointError, ValueError):
-    """The loss or its gradient became ``inf``/``nan`` (GD diverged, or bad data)."""
+#: The most gradient evaluations :func:`gradient_flow` spends when ``max_evals`` is not given.
+MAX_EVALS = 1_000_000
+#: The most numbers a trajectory may hold (``len(times) * n_params``; 800 MB in float64).
+MAX_ENTRIES = 100_000_000
 
 
 class Trajectory(np.ndarray):
@@ -127,7 +137,12 @@ class Trajectory(np.ndarray):
 
 # ----------------------------------------------------------------------------- checks
 def _check_times(times: Any) -> np.ndarray:
-    t = np.atleast_1d(np.asarray(times, dtype=np.float64))
+    if isinstance(times, (str, bytes)) or _has_bool(times):
+        raise TypeError(f"times must be real numbers, got {times!r}")
+    try:
+        t = np.atleast_1d(np.asarray(times, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise TypeError(f"times must be a sequence of real numbers, got {times!r}") from None
     if t.ndim != 1 or t.size == 0:
         raise ValueError(f"times must be a non-empty 1-D array, got shape {np.shape(times)}")
     if not np.all(np.isfinite(t)):
@@ -137,6 +152,24 @@ def _check_times(times: Any) -> np.ndarray:
     if np.any(np.diff(t) < 0):
         raise ValueError("times must be sorted in non-decreasing order")
     return t
+
+
+def _has_bool(values: Any) -> bool:
+    """Whether ``values`` is or holds bools (``np.asarray`` would read them as 0 and 1)."""
+    if isinstance(values, (bool, np.bool_)):
+        return True
+    if isinstance(values, (np.ndarray, torch.Tensor)):
+        return values.dtype in (np.bool_, torch.bool)
+    if isinstance(values, (list, tuple)):
+        return any(isinstance(v, (bool, np.bool_)) for v in values)
+    return False
+
+
+def _check_entries(n_rows: int, n_params: int) -> None:
+    """The size guard of a trajectory: ``n_rows * n_params <= MAX_ENTRIES``."""
+    if n_rows * n_params > MAX_ENTRIES:
+        raise ValueError(f"times: {n_rows} rows of {n_params} parameters exceed the size guard "
+                         f"MAX_ENTRIES={MAX_ENTRIES} numbers; record fewer times")
 
 
 def _check_solver(times: Any, rtol: Any, atol: Any, method: str) -> tuple[np.ndarray, float, float]:
@@ -154,8 +187,8 @@ def _vector_field(flat: FlatLoss, counter: dict[str, int]) -> Callable[[float, n
         counter["grad"] += 1
         g64 = g.to(dtype=torch.float64, device="cpu").numpy()
         if not (math.isfinite(loss) and np.all(np.isfinite(g64))):
-            raise NonFiniteLossError(f"non-finite loss or gradient at flow time t={t:.6g} "
-                                     f"(loss={loss})")
+            raise flat.nonfinite(torch.from_numpy(np.ascontiguousarray(y)), loss,
+                                 f"the loss or gradient at flow time t={t:.6g}")
         return -g64
 
     return fun
@@ -166,7 +199,7 @@ def _initial(flat: FlatLoss, counter: dict[str, int]) -> np.ndarray:
     loss0 = flat.loss(flat.theta0)
     counter["loss"] += 1
     if not math.isfinite(loss0):
-        raise NonFiniteLossError(f"the loss at the initial parameters is not finite ({loss0})")
+        raise flat.nonfinite(flat.theta0, loss0, "the loss at the initial parameters")
     return y0
 
 
@@ -194,14 +227,16 @@ def gradient_flow(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targe
 
     Returns a :class:`Trajectory` ``(len(times), n_params)``; ``n_grad_evals`` counts the
     gradient evaluations of the solver (the loss at the rows, ``record_loss``, is extra and not
-    counted).  ``max_evals`` stops a run that needs more gradients (``RuntimeError``).
-    Raises ``NonFiniteLossError`` (a ``ValueError``) if the loss or gradient is not finite.
+    counted).  ``max_evals`` (default :data:`MAX_EVALS`, a size guard against a tight tolerance
+    over a long horizon) stops a run that needs more gradients (``RuntimeError``); at most
+    :data:`MAX_ENTRIES` numbers in the result (checked before any work).  Raises
+    ``NonFiniteLossError`` (a ``ValueError``) if the loss or gradient is not finite, naming
+    the parameters or data; the model is evaluated in eval mode and not changed.
     """
     t, rtol, atol = _check_solver(times, rtol, atol, method)
-    if max_evals is not None and (isinstance(max_evals, bool) or not isinstance(max_evals, int)
-                                  or max_evals < 1):
-        raise ValueError(f"max_evals must be a positive int or None, got {max_evals!r}")
+    max_evals = MAX_EVALS if max_evals is None else check_count(max_evals, "max_evals")
     flat = FlatLoss(model, loss_fn, inputs, targets)
+    _check_entries(len(t), flat.n_params)
     counter = {"grad": 0, "loss": 0}
     y0 = _initial(flat, counter)
     field = _vector_field(flat, counter)
@@ -210,7 +245,7 @@ def gradient_flow(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targe
         pass
 
     def fun(tt: float, y: np.ndarray) -> np.ndarray:
-        if max_evals is not None and counter["grad"] >= max_evals:
+        if counter["grad"] >= max_evals:
             raise _Budget
         return field(tt, y)
 
@@ -255,13 +290,15 @@ def fixed_step_flow(
     """The gradient flow by a fixed-step method (``"rk4"``: classical Runge-Kutta, 4 gradients
     per step; ``"euler"``: 1 gradient per step, i.e. gradient descent with ``eta = h``) on
     float64 flattened parameters.  ``times`` must be multiples of ``h`` (to 1e-9 relative).
-    Returns a :class:`Trajectory` like :func:`gradient_flow`."""
+    Returns a :class:`Trajectory` like :func:`gradient_flow`.  Size guard: at most
+    :data:`MAX_STEPS` steps (``times[-1] / h``), checked before any work."""
     if method not in FIXED_METHODS:
         raise ValueError(f"method must be one of {FIXED_METHODS}, got {method!r}")
     h = check_positive(h, "h")
     t = _check_times(times)
     steps = _steps_for(t, h, "h")
     flat = FlatLoss(model, loss_fn, inputs, targets)
+    _check_entries(len(t), flat.n_params)
     counter = {"grad": 0, "loss": 0}
     y = _initial(flat, counter)
     f = _vector_field(flat, counter)
@@ -287,6 +324,10 @@ def fixed_step_flow(
 
 def _steps_for(t: np.ndarray, eta: float, name: str) -> np.ndarray:
     ratio = t / eta
+    if ratio[-1] > MAX_STEPS:
+        raise ValueError(f"times[-1] / {name} = {ratio[-1]:.4g} steps exceed the size guard "
+                         f"MAX_STEPS={MAX_STEPS} (lib.train.MAX_STEPS): a step {name}={eta:g} "
+                         f"is too small for the horizon t={t[-1]:g}")
     steps = np.rint(ratio).astype(np.int64)
     if np.any(np.abs(ratio - steps) > 1e-9 * np.maximum(1.0, steps)):
         bad = t[np.argmax(np.abs(ratio - steps))]
@@ -319,15 +360,19 @@ def gradient_descent(
     the parameters in float64.
     Returns a :class:`Trajectory` ``(len(times), n_params)`` with ``times = k * eta``,
     ``steps = k`` and ``n_grad_evals`` = the number of steps taken.  Raises ``ValueError`` for a
-    non-positive ``eta`` or bad times/steps and ``NonFiniteLossError`` when the loss or the
-    gradient is not finite (divergence), naming the step.
+    non-positive ``eta`` (a Python, NumPy or 0-d torch real; not a bool) or bad times/steps,
+    for more than :data:`MAX_STEPS` steps (a size guard, checked before any work: a tiny
+    ``eta`` over a long horizon), and ``NonFiniteLossError`` when the loss or the gradient is
+    not finite (divergence), naming the step.  GD runs on a copy of the model in eval mode
+    (as the flow's evaluations), so the model is not changed.
     """
-    eta = check_positive(eta, "eta") if eta is not None else None
     if eta is None:
         raise TypeError("gradient_descent needs the step size eta")
+    eta = check_positive(eta, "eta")
     k_out = _gd_steps(times, steps, eta)
     flat = FlatLoss(model, loss_fn, inputs, targets)  # the checks of the other functions
     last = int(k_out[-1])
+    _check_entries(len(k_out), flat.n_params)
     keep: dict[int, np.ndarray] = {}
     wanted = set(k_out.tolist())
 
@@ -340,8 +385,9 @@ def gradient_descent(
             keep[step] = flatten_parameters(net).to(torch.float64).cpu().numpy()
         return 0.0
 
-    run = gd(model, loss_fn, inputs, targets, lr=eta, steps=last, hooks={"theta": snapshot},
-             desc=desc or f"GD eta={eta:g}")
+    with evaluation_mode(model):     # the copy that gd trains keeps the eval mode
+        run = gd(model, loss_fn, inputs, targets, lr=eta, steps=last,
+                 hooks={"theta": snapshot}, desc=desc or f"GD eta={eta:g}")
     if run.diverged_at is not None and (run.diverged_at < last or record_loss):
         raise NonFiniteLossError(f"GD with eta={eta:g}: non-finite loss or gradient at "
                                  f"step {run.diverged_at}")
@@ -358,15 +404,19 @@ def _gd_steps(times: Any, steps: Any, eta: float) -> np.ndarray:
         raise ValueError("give exactly one of times (matched flow times) or steps")
     if times is not None:
         return _steps_for(_check_times(times), eta, "eta")
-    if isinstance(steps, (int, np.integer)) and not isinstance(steps, bool):
-        if steps < 0:
-            raise ValueError(f"steps must be >= 0, got {steps}")
-        steps = np.arange(int(steps) + 1)
+    if isinstance(steps, (int, np.integer, bool, np.bool_)) or (
+            isinstance(steps, torch.Tensor) and steps.ndim == 0):
+        steps = np.arange(check_count(steps, "steps", minimum=0, maximum=MAX_STEPS) + 1)
+    if _has_bool(steps):
+        raise TypeError(f"steps must be integers, got {steps!r}")
     s = np.atleast_1d(np.asarray(steps))
     if s.ndim != 1 or s.size == 0 or not np.issubdtype(s.dtype, np.integer):
         raise ValueError("steps must be a non-empty 1-D array of ints")
     if np.any(s < 0) or np.any(np.diff(s) < 0):
         raise ValueError("steps must be >= 0 and sorted")
+    if s[-1] > MAX_STEPS:
+        raise ValueError(f"steps: {int(s[-1])} steps exceed the size guard MAX_STEPS={MAX_STEPS} "
+                         "(lib.train.MAX_STEPS)")
     return s.astype(np.int64)
 
 
@@ -644,6 +694,10 @@ def monitor_times(times: Any, loss: Any, rows: Any, n_times: int) -> np.ndarray:
     if lo.shape != t.shape or r.ndim != 2 or len(r) != len(t):
         raise ValueError(f"loss and rows must have one entry per time ({len(t)}), got "
                          f"{lo.shape} and {r.shape}")
+    for name, arr in (("loss", lo), ("rows", r)):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} must be finite (a NaN would silently weigh 0), got "
+                             f"{int((~np.isfinite(arr)).sum())} non-finite entries")
     if len(t) < 2 or t[-1] <= t[0]:
         raise ValueError("times must span a positive interval")
     arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(r, axis=0), axis=1))])
@@ -769,9 +823,9 @@ def double_well_gd_end(x: float, y: float, eta: float, steps: int,
     """GD on :func:`double_well` from ``(x, y)`` for ``steps`` steps, in plain Python floats
     (fast for millions of steps); the end point."""
     eta = check_positive(eta, "eta")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
-    x, y, kappa = float(x), float(y), float(kappa)
+    steps = check_count(steps, "steps", minimum=0, maximum=MAX_STEPS)
+    x, y = check_real(x, "x", nan=True, finite=False), check_real(y, "y", nan=True, finite=False)
+    kappa = check_real(kappa, "kappa")
     for _ in range(steps):
         x, y = x - eta * (x + kappa * y), y - eta * (y * y * y - y + kappa * x)
     return x, y
@@ -785,7 +839,11 @@ def double_well_side(start: Any, delta: float, eta: float, horizon: float,
     if start.shape != (2,):
         raise ValueError(f"start must be a point (x, y), got shape {start.shape}")
     eta = check_positive(eta, "eta")
-    steps = int(round(check_positive(horizon, "horizon") / eta))
+    steps = round(check_positive(horizon, "horizon") / eta)
+    if steps > MAX_STEPS:
+        raise ValueError(f"horizon / eta = {steps} steps exceed the size guard "
+                         f"MAX_STEPS={MAX_STEPS}")
+    delta = check_real(delta, "delta")
     _, y_end = double_well_gd_end(float(start[0]), float(start[1] + delta), eta, steps, kappa)
     return float(np.sign(y_end))
 
@@ -794,10 +852,10 @@ def double_well_separatrix(start: Any, eta: float, horizon: float, kappa: float,
                            lo: float = -0.05, hi: float = 0.05, iters: int = 30) -> float:
     """The offset ``delta*`` at which GD with step ``eta`` from ``start + (0, delta)`` switches
     minimum (:func:`double_well_side`), by ``iters`` bisections of ``[lo, hi]``."""
+    lo, hi = check_real(lo, "lo"), check_real(hi, "hi")
     if not lo < hi:
         raise ValueError(f"need lo < hi, got lo={lo!r}, hi={hi!r}")
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise ValueError(f"iters must be a positive integer, got {iters!r}")
+    iters = check_count(iters, "iters", maximum=1000)
     side_lo = double_well_side(start, lo, eta, horizon, kappa)
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
@@ -830,8 +888,9 @@ def evals_for_error(rows: Any, target: float) -> tuple[float, float]:
     fitted power law outside it.  Returns ``(evals, p)``, ``p`` the fitted order in
     ``error ~ evals^-p``."""
     rows = sorted((float(n), float(e)) for n, e in rows)
-    if len(rows) < 2 or min(min(r) for r in rows) <= 0:
-        raise ValueError(f"rows must hold at least two positive (evals, error) pairs, got {rows!r}")
+    if len(rows) < 2 or not all(math.isfinite(v) and v > 0 for r in rows for v in r):
+        raise ValueError(f"rows must hold at least two positive finite (evals, error) pairs, "
+                         f"got {rows!r}")
     target = check_positive(target, "target")
     n, err = np.log([r[0] for r in rows]), np.log([r[1] for r in rows])
     slope, icpt = np.polyfit(n, err, 1)

@@ -31,17 +31,27 @@ Ritz values are inner bounds: the top Ritz value is at most ``lambda_max`` and t
 at least ``lambda_min`` (Cauchy interlacing), so sharpness and ``|lambda_min|`` are never
 overestimated, and integrals of them are lower bounds.
 
+**The model is never changed.**  Every evaluation of a model here (and in :mod:`lib.flows`,
+:mod:`lib.stability`, :func:`lib.train.accuracy` and the hooks of :func:`lib.train.gd`) runs
+in **eval mode** (:func:`evaluation_mode`: a train-mode BatchNorm uses its running statistics
+and does not update them, Dropout is the identity), and every module's ``training`` flag is
+restored afterwards; parameters are read through ``torch.func.functional_call``, buffers are
+copied, ``requires_grad`` flags are untouched.  Empty data raise ``ValueError`` naming
+``inputs``/``targets``; non-finite data, parameters or losses raise ``ValueError`` naming
+them (:class:`NonFiniteLossError`, also a ``FloatingPointError``).
+
 Memory: Lanczos keeps its basis, ``(max_iter + 1) x P`` float64 numbers (default
-``max_iter = min(P, 300)``).
+``max_iter = min(P, 300)``; at most :data:`MAX_BASIS_ENTRIES`, a size guard).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +61,7 @@ from scipy.linalg import eigh_tridiagonal
 from torch import nn
 
 from lib.config import progress
-from lib.exact import FLOAT_DTYPES
+from lib.exact import FLOAT_DTYPES, check_count, check_positive, check_real
 from lib.seeding import check_seed
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -60,6 +70,50 @@ HVP_METHODS = ("func", "double_backward", "func_jvp")
 #: flow*: double backward with the gradient's graph kept is a little faster than
 #: ``torch.func``'s reverse-over-reverse and several times faster than forward-over-reverse).
 DEFAULT_HVP_METHOD = "double_backward"
+#: Size guards, checked before any allocation: the most float64 numbers of a Lanczos basis
+#: (``(max_iter + 1) * P``, 2 GB) and the most parameters of a dense Hessian (800 MB).
+MAX_BASIS_ENTRIES = 250_000_000
+MAX_DENSE_PARAMS = 10_000
+
+
+class NonFiniteLossError(FloatingPointError, ValueError):
+    """The loss, its gradient or a Hessian-vector product is ``inf``/``nan`` (bad parameters,
+    bad data or an overflow); the message names the culprit when it can."""
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Context in which ``model`` and all its submodules are in eval mode; on exit every
+    module's ``training`` flag is set back to what it was (also after an exception).
+
+    The policy of the dynamics floor: a function that *evaluates* a model (a loss, a
+    gradient, a Hessian, an accuracy) does it in eval mode, so a train-mode BatchNorm neither
+    uses batch statistics nor updates its running statistics, and Dropout is deterministic.
+    """
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        for m, _ in flags:
+            m.training = False
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def check_data(inputs: Any, targets: Any) -> None:
+    """``inputs`` and ``targets`` must be tensors with at least one sample (first dimension
+    ``> 0``) and finite values (floating ones); else ``TypeError``/``ValueError`` (for
+    non-finite values :class:`NonFiniteLossError`) naming the argument."""
+    for name, value in (("inputs", inputs), ("targets", targets)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+        if value.ndim >= 1 and value.shape[0] == 0:
+            raise ValueError(f"{name} must contain at least one sample, got shape "
+                             f"{tuple(value.shape)}")
+        if (value.is_floating_point() or value.is_complex()) and not bool(
+                torch.isfinite(value).all()):
+            raise NonFiniteLossError(f"{name} are not finite: "
+                                     f"{int((~torch.isfinite(value)).sum())} NaN/inf entries")
 
 
 # ----------------------------------------------------------------------------- the flat loss
@@ -99,10 +153,13 @@ class FlatLoss:
     """``L(theta) = loss_fn(model(inputs), targets)`` on flat parameter vectors.
 
     ``theta0`` is a copy of the model's current trainable parameters; the model itself is
-    never modified (evaluations use ``torch.func.functional_call``).  ``n_grad`` and ``n_hvp``
-    count the gradients and Hessian-vector products computed through this object.
+    never modified (evaluations use ``torch.func.functional_call`` on copies of the buffers,
+    in eval mode, :func:`evaluation_mode`).  ``n_grad`` and ``n_hvp`` count the gradients and
+    Hessian-vector products computed through this object.
 
-    Raises ``TypeError`` when ``inputs`` is not a floating tensor of the parameters' dtype.
+    Raises ``TypeError`` when ``inputs`` is not a floating tensor of the parameters' dtype,
+    ``ValueError`` (naming the argument) for empty or non-finite ``inputs``/``targets``
+    (:func:`check_data`).
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
@@ -110,9 +167,7 @@ class FlatLoss:
         _check_model(model)
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
-        for name, value in (("inputs", inputs), ("targets", targets)):
-            if not isinstance(value, torch.Tensor):
-                raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+        check_data(inputs, targets)
         trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         dtypes = {p.dtype for _, p in trainable}
         if len(dtypes) != 1:
@@ -130,7 +185,7 @@ class FlatLoss:
         self.numels = [p.numel() for _, p in trainable]
         self.n_params = sum(self.numels)
         self.fixed = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
-        self.fixed.update({n: b for n, b in model.named_buffers()})
+        self.fixed.update({n: b.detach().clone() for n, b in model.named_buffers()})
         self.theta0 = flatten_parameters(model)
         self.n_grad = 0
         self.n_hvp = 0
@@ -157,11 +212,30 @@ class FlatLoss:
         return self._loss(theta)
 
     def _loss(self, theta: torch.Tensor) -> torch.Tensor:
-        out = torch.func.functional_call(self.model, self._params(theta), (self.inputs,))
+        with evaluation_mode(self.model):
+            out = torch.func.functional_call(self.model, self._params(theta), (self.inputs,))
         loss = self.loss_fn(out, self.targets)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise ValueError("loss_fn must return a scalar tensor")
         return loss.reshape(())
+
+    def nonfinite(self, theta: torch.Tensor, value: Any, what: str = "the loss"
+                  ) -> NonFiniteLossError:
+        """The error for a non-finite ``what`` (e.g. the loss ``value``) at ``theta``, naming
+        the parameters when they are not finite (the data were checked on construction)."""
+        if not bool(torch.isfinite(theta).all()):
+            culprit = (f"the parameters (theta) hold {int((~torch.isfinite(theta)).sum())} "
+                       "non-finite entries")
+        else:
+            culprit = ("the parameters, inputs and targets are finite: the loss overflows in "
+                       f"{self.dtype} at these parameters")
+        return NonFiniteLossError(f"{what} is not finite ({value}): {culprit}")
+
+    def check_finite(self, theta: torch.Tensor, loss: Any) -> None:
+        """Raise :meth:`nonfinite` if the loss value ``loss`` is not finite."""
+        value = float(loss)
+        if not math.isfinite(value):
+            raise self.nonfinite(theta, value)
 
     def loss(self, theta: torch.Tensor | np.ndarray | None = None) -> float:
         """The loss at ``theta`` as a Python float."""
@@ -224,10 +298,15 @@ def hvp_operator_from_loss(flat: FlatLoss, theta: torch.Tensor | np.ndarray | No
     if method not in HVP_METHODS:
         raise ValueError(f"method must be one of {HVP_METHODS}, got {method!r}")
     theta = flat.as_vector(theta).detach()
+
+    def loss_aux(th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        value = flat._loss(th)
+        return value, value.detach()
+
     if method == "func":
-        grad_fn = torch.func.grad(flat._loss)
         with torch.enable_grad():
-            g, vjp_fn = torch.func.vjp(grad_fn, theta)
+            g, vjp_fn, loss = torch.func.vjp(torch.func.grad(loss_aux, has_aux=True), theta,
+                                             has_aux=True)
 
         def matvec(v: torch.Tensor) -> torch.Tensor:
             with torch.enable_grad():
@@ -236,7 +315,7 @@ def hvp_operator_from_loss(flat: FlatLoss, theta: torch.Tensor | np.ndarray | No
     elif method == "func_jvp":
         grad_fn = torch.func.grad(flat._loss)
         with torch.enable_grad():
-            g = grad_fn(theta)
+            g, loss = torch.func.grad(loss_aux, has_aux=True)(theta)
 
         def matvec(v: torch.Tensor) -> torch.Tensor:
             with torch.enable_grad(), warnings.catch_warnings():
@@ -248,7 +327,8 @@ def hvp_operator_from_loss(flat: FlatLoss, theta: torch.Tensor | np.ndarray | No
     else:  # double_backward
         leaf = theta.clone().requires_grad_(True)
         with torch.enable_grad():
-            (g,) = torch.autograd.grad(flat._loss(leaf), leaf, create_graph=True)
+            loss = flat._loss(leaf)
+            (g,) = torch.autograd.grad(loss, leaf, create_graph=True)
 
         def matvec(v: torch.Tensor) -> torch.Tensor:
             with torch.enable_grad():
@@ -256,6 +336,9 @@ def hvp_operator_from_loss(flat: FlatLoss, theta: torch.Tensor | np.ndarray | No
             return hv.detach()
 
     flat.n_grad += 1
+    flat.check_finite(theta, loss.detach())
+    if not bool(torch.isfinite(g).all()):
+        raise flat.nonfinite(theta, "inf/nan", "the gradient")
     return HVPOperator(matvec=matvec, n_params=flat.n_params, dtype=flat.dtype,
                        device=flat.device, theta=theta, grad=g.detach(), method=method,
                        flat_loss=flat)
@@ -280,10 +363,18 @@ def dense_hessian(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
     """The full Hessian of ``loss_fn(model(inputs), targets)`` w.r.t. the flattened trainable
     parameters at their current values: a ``(P, P)`` tensor in the parameters' dtype
     (``torch.func.jacrev`` of ``torch.func.grad``: reverse-over-reverse, exact up to rounding).
-    Memory ``P**2``: small models only."""
+    Memory ``P**2``: small models only (``P <= MAX_DENSE_PARAMS``, a size guard checked
+    first).  Evaluated in eval mode, the model unchanged; a non-finite loss or Hessian raises
+    :class:`NonFiniteLossError`."""
     flat = FlatLoss(model, loss_fn, inputs, targets)
+    if flat.n_params > MAX_DENSE_PARAMS:
+        raise ValueError(f"model has {flat.n_params} trainable parameters: a dense Hessian "
+                         f"exceeds the size guard MAX_DENSE_PARAMS={MAX_DENSE_PARAMS}")
+    flat.check_finite(flat.theta0, flat.loss())
     with torch.enable_grad():
         h = torch.func.jacrev(torch.func.grad(flat._loss))(flat.theta0)
+    if not bool(torch.isfinite(h).all()):
+        raise flat.nonfinite(flat.theta0, "inf/nan", "the Hessian")
     return h.detach()
 
 
@@ -358,7 +449,7 @@ def lanczos(
     with a tiny but non-zero component along the wanted eigenvector can still return the next
     eigenvalue, as for any Krylov method).  All Lanczos arithmetic is in float64.
     """
-    max_iter, need, seed = _check_lanczos(n, k, which, tol, max_iter, seed)
+    max_iter, need, seed, n, k, tol = _check_lanczos(n, k, which, tol, max_iter, seed)
     gen = torch.Generator(device="cpu").manual_seed(seed)
 
     def random_vector() -> torch.Tensor:
@@ -429,28 +520,27 @@ def lanczos(
 
 
 def _check_lanczos(n: int, k: int, which: str, tol: float, max_iter: int | None,
-                   seed: int) -> tuple[int, int, int]:
-    """Checked ``(max_iter, number of wanted values, seed)`` for :func:`lanczos`."""
-    for name, value in (("n", n), ("k", k)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+                   seed: int) -> tuple[int, int, int, int, int, float]:
+    """Checked ``(max_iter, number of wanted values, seed)`` for :func:`lanczos`: ``n``,
+    ``k``, ``max_iter`` integers ``>= 1`` (NumPy/0-d torch integers accepted, bools refused),
+    ``tol`` a positive finite real."""
+    n, k = check_count(n, "n"), check_count(k, "k")
     if which not in WHICH:
         raise ValueError(f"which must be one of {WHICH}, got {which!r}")
     if k > n:
         raise ValueError(f"k={k} exceeds the dimension n={n}")
-    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be a positive finite number, got {tol!r}")
+    tol = check_positive(tol, "tol")
     seed = check_seed(seed)
-    max_iter = min(n, 300) if max_iter is None else max_iter
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
+    max_iter = min(n, 300) if max_iter is None else check_count(max_iter, "max_iter")
     max_iter = min(max_iter, n)
+    if (max_iter + 1) * n > MAX_BASIS_ENTRIES:
+        raise ValueError(f"max_iter={max_iter}: a Lanczos basis of {max_iter + 1} x {n} numbers "
+                         f"exceeds the size guard MAX_BASIS_ENTRIES={MAX_BASIS_ENTRIES}; "
+                         "lower max_iter")
     need = 2 * k if which == "BE" else k
     if need > n:
         raise ValueError(f"which='BE' with k={k} needs n >= {need}, got n={n}")
-    return max_iter, need, seed
+    return max_iter, need, seed, n, k, tol
 
 
 def _start_vector(v0: Any, n: int, device: Any,
@@ -594,17 +684,27 @@ def eigenvalues(
     evaluate at these flat parameters instead of the model's.  With ``return_info=True``
     returns ``(values, EigenInfo)``; ``info.n_hvp`` counts the Hessian-vector products.
     Raises ``RuntimeError`` if not converged within ``max_iter`` (unless
-    ``require_convergence=False``).  The values are Ritz values, inner bounds of the spectrum:
+    ``require_convergence=False``); ``ValueError`` for empty or non-finite data and
+    :class:`NonFiniteLossError` (a ``ValueError``) when the loss, the gradient or a
+    Hessian-vector product is not finite, naming the parameters or the data.  The model is
+    evaluated in eval mode and left unchanged (:func:`evaluation_mode`).  ``k``,
+    ``max_iter``: integers (bools refused); ``tol``: a positive real.  The values are Ritz values, inner bounds of the spectrum:
     the top ones are at most the true eigenvalues, the bottom ones at least (so a sharpness
     or a ``|lambda_min|`` from here can only be underestimated).
     """
     if which not in ENDS:
         raise ValueError(f"which must be one of {tuple(ENDS)}, got {which!r}")
+    k = check_count(k, "k")
+    tol = None if tol is None else check_positive(tol, "tol")
+    max_iter = None if max_iter is None else check_count(max_iter, "max_iter")
     flat = FlatLoss(model, loss_fn, inputs, targets)
     op = hvp_operator_from_loss(flat, theta, method=method)
     tol = default_tol(flat.dtype) if tol is None else tol
-    res = lanczos(op, flat.n_params, k=k, which=ENDS[which], v0=v0, tol=tol, max_iter=max_iter,
-                  seed=seed, device=flat.device)
+    try:
+        res = lanczos(op, flat.n_params, k=k, which=ENDS[which], v0=v0, tol=tol,
+                      max_iter=max_iter, seed=seed, device=flat.device)
+    except FloatingPointError:
+        raise flat.nonfinite(op.theta, "inf/nan", "a Hessian-vector product") from None
     if require_convergence and not res.converged:
         raise RuntimeError(
             f"Lanczos did not reach tol={tol:g} in {res.n_iter} steps (residuals "
@@ -613,6 +713,17 @@ def eigenvalues(
     values = torch.as_tensor(res.values, dtype=torch.float64)
     info = EigenInfo(lanczos=res, n_hvp=op.n_calls, method=method, tol=tol)
     return (values, info) if return_info else values
+
+
+
+def top_eigenvalues(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                    targets: torch.Tensor, k: int = 1, **options: Any) -> torch.Tensor:
+    """The ``k`` largest Hessian eigenvalues, largest first (``values[0]`` is the sharpness):
+    :func:`eigenvalues` with ``which="top"`` (same options, same guarantees: the model is not
+    modified, bad or empty data and non-finite losses raise ``ValueError``)."""
+    if "which" in options:
+        raise TypeError("top_eigenvalues takes no 'which' (it is 'top'); use eigenvalues()")
+    return eigenvalues(model, loss_fn, inputs, targets, k, which="top", **options)
 
 
 # ----------------------------------------------------------------------------- along a path
@@ -651,11 +762,13 @@ class EigenTracker:
                  cold_every: int = 10) -> None:
         if which not in ENDS:
             raise ValueError(f"which must be one of {tuple(ENDS)}, got {which!r}")
-        if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not (
-                math.isfinite(mix) and mix >= 0):
-            raise ValueError(f"mix must be a finite number >= 0, got {mix!r}")
-        if isinstance(cold_every, bool) or not isinstance(cold_every, int) or cold_every < 0:
-            raise ValueError(f"cold_every must be an int >= 0, got {cold_every!r}")
+        mix = check_real(mix, "mix", ge=0)
+        cold_every = check_count(cold_every, "cold_every", minimum=0)
+        k = check_count(k, "k")
+        tol = None if tol is None else check_positive(tol, "tol")
+        max_iter = None if max_iter is None else check_count(max_iter, "max_iter")
+        seed_step = check_count(seed_step, "seed_step", minimum=0)
+        check_data(inputs, targets)
         self.mix, self.cold_every = float(mix), cold_every
         if nonfinite not in ("nan", "raise"):
             raise ValueError(f"nonfinite must be 'nan' or 'raise', got {nonfinite!r}")

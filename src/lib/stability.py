@@ -3,6 +3,13 @@
 Sharpness runs at several step sizes, last-bit families, the reduced model of Sun et al.
 and the summaries the chapter reads from them: the machinery behind
 ``book/edge-of-stability.md``, kept here so the chapter shows the idea in short cells.
+
+Guards: models are trained on copies (:func:`lib.train.gd`) and evaluated in eval mode
+(:func:`lib.hessian.evaluation_mode`), so a model passed in is never changed; empty or
+non-finite data raise ``ValueError`` naming ``inputs``/``targets``; step sizes and other
+reals accept Python, NumPy and 0-d torch scalars and refuse bools and strings; step counts
+are integers up to :data:`lib.train.MAX_STEPS` (a size guard, checked before any work);
+tables with NaN entries are refused rather than summarised as numbers.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from scipy.special import expit
 from torch import nn
 
 from lib import flows, hessian, nets, train
-from lib.exact import check_count, check_positive
+from lib.exact import check_count, check_positive, check_probability, check_real
 
 __all__ = [
     "quadratic_mode_runs", "sharpness_runs", "lastbit_accuracy", "lastbit_statistics",
@@ -35,14 +42,20 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _check_etas(etas: Any, name: str = "etas") -> tuple[float, ...]:
-    try:
-        values = tuple(float(e) for e in etas)
-    except TypeError as err:
-        raise TypeError(f"{name} must be a sequence of step sizes, got {etas!r}") from err
-    if not values or not all(np.isfinite(e) and e > 0 for e in values):
+    """A non-empty sequence of positive finite step sizes as floats (each a Python, NumPy
+    or 0-d torch real; bools and strings refused, naming ``name[i]``)."""
+    if isinstance(etas, (str, bytes)) or not hasattr(etas, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of step sizes, got {etas!r}")
+    values = tuple(check_positive(e, f"{name}[{i}]") for i, e in enumerate(etas))
+    if not values:
         raise ValueError(f"{name} must be a non-empty sequence of positive step sizes, "
                          f"got {etas!r}")
     return values
+
+
+def _steps(steps: Any, name: str = "steps") -> int:
+    """A step count ``>= 1`` within the size guard :data:`lib.train.MAX_STEPS`."""
+    return check_count(steps, name, maximum=train.MAX_STEPS)
 
 
 # --------------------------------------------------------------------------- quadratic
@@ -60,7 +73,7 @@ def quadratic_mode_runs(model: nn.Linear, loss_fn: LossFn, inputs: torch.Tensor,
     """
     if not isinstance(model, nn.Linear):
         raise TypeError(f"model must be an nn.Linear, got {type(model).__name__}")
-    steps = check_count(steps, "steps")
+    steps = _steps(steps)
     lam1 = check_positive(lam1, "lam1")
     cs = _check_etas(cs, "cs")
     n_out, n_in = model.out_features, model.in_features
@@ -101,7 +114,7 @@ def sharpness_runs(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
     ``cold``, ``check`` (hook results; ``None`` without ``check_eta``) and ``check_seconds``.
     """
     etas = _check_etas(etas)
-    steps, every = check_count(steps, "steps"), check_count(every, "every")
+    steps, every = _steps(steps), check_count(every, "every")
     tol = check_positive(tol, "tol")
     theta_every = check_count(theta_every, "theta_every")
     if check_eta is not None and check_eta not in etas:
@@ -149,7 +162,7 @@ def lastbit_accuracy(make_net: Callable[[int], nn.Module], loss_fn: LossFn,
     rest of the row stays 0).  ``{eta: (n_seeds, len(ks)) array}``."""
     if not callable(make_net):
         raise TypeError("make_net must be callable: seed -> network")
-    n_seeds, steps = check_count(n_seeds, "n_seeds"), check_count(steps, "steps")
+    n_seeds, steps = check_count(n_seeds, "n_seeds"), _steps(steps)
     ks = tuple(check_count(k, "ks[i]") for k in ks)
     if not ks:
         raise ValueError("ks must not be empty")
@@ -206,7 +219,7 @@ def lastbit_statistics(edge: Any, below: Any, crossing: int, steps: int) -> dict
 # --------------------------------------------------------------------------- Sun's model
 def checkerboard(size: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """A ``(1, 1, size, size)`` checkerboard of +-1, -1 at ``(0, 0)`` (as Sun et al.'s)."""
-    size = check_count(size, "size")
+    size = check_count(size, "size", maximum=4096)
     ij = torch.arange(size)
     img = torch.where((ij[:, None] + ij[None, :]) % 2 == 0, -1.0, 1.0).to(dtype)
     return img.reshape(1, 1, size, size)
@@ -233,7 +246,7 @@ def weight_decay_runs(w0: Any, alpha: float, eta: float, steps: int, image: torc
     kernel = check_count(kernel, "kernel")
     w0 = _check_kernel_start(w0, kernel)
     alpha, eta = check_positive(alpha, "alpha"), check_positive(eta, "eta")
-    steps = check_count(steps, "steps")
+    steps = _steps(steps)
     c_hat = np.asarray(c_hat, dtype=np.float64)
     if c_hat.shape != w0.shape:
         raise ValueError(f"c_hat must have the shape of w0 {w0.shape}, got {c_hat.shape}")
@@ -270,7 +283,7 @@ def restrained_runs(w0: Any, etas: Sequence[float], alpha: float, steps: int, la
     w0 = _check_kernel_start(w0, kernel)
     etas = _check_etas(etas)
     alpha = check_positive(alpha, "alpha")
-    steps, late = check_count(steps, "steps"), check_count(late, "late", 3)
+    steps, late = _steps(steps), check_count(late, "late", 3)
     if late > steps + 1:
         raise ValueError(f"late must be at most steps + 1 = {steps + 1}, got {late}")
     c_hat = np.asarray(c_hat, dtype=np.float64)
@@ -290,9 +303,8 @@ def restrained_runs(w0: Any, etas: Sequence[float], alpha: float, steps: int, la
 
 
 # --------------------------------------------------------------------------- 1-D reduction
-def _check_n(n: Any) -> float:
-    if isinstance(n, bool) or not isinstance(n, (int, float, np.integer, np.floating)) or n <= 0:
-        raise ValueError(f"n (the number of patches) must be positive, got {n!r}")
+def _check_n(n: Any) -> Any:
+    check_positive(n, "n (the number of patches)")
     return n
 
 
@@ -328,10 +340,9 @@ def sun_map(u0: Any, etas: Sequence[float], alpha: float, n: Any, c_norm: float,
     """The one-dimensional GD map of lem-sun-1d for several step sizes at once:
     ``(steps + 1, len(etas))`` iterates ``u_k`` (overflow gives inf/nan silently)."""
     etas = np.asarray(_check_etas(etas), dtype=float)
-    steps = check_count(steps, "steps")
+    steps = _steps(steps)
     c_norm = check_positive(c_norm, "c_norm")
-    if not np.isfinite(alpha) or alpha < 0:
-        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+    alpha = check_real(alpha, "alpha", ge=0)
     _check_n(n)
     u = np.empty((steps + 1, len(etas)))
     u[0] = u0
@@ -355,6 +366,7 @@ def sun_loss(w: torch.Tensor, image: torch.Tensor, label: torch.Tensor, alpha: f
     0-d tensor of the flat square kernel ``w`` (the objective of its gradient flow)."""
     if not isinstance(w, torch.Tensor) or w.ndim != 1:
         raise TypeError(f"w must be a flat tensor, got {type(w).__name__}")
+    alpha, beta = check_real(alpha, "alpha", ge=0), check_real(beta, "beta")
     kernel = int(round(math.sqrt(w.numel())))
     if kernel * kernel != w.numel():
         raise ValueError(f"w must hold a square kernel, got {w.numel()} entries")
@@ -439,14 +451,13 @@ def sun_toy_runs(w0: Any, lrs: Sequence[float], alpha: float, steps: int, c: np.
     ``lin_unseen`` (gradient ``g0 + (H0 + alpha) w`` at ``w = 0``, prop-linear-wd), and
     ``mu`` (its curvature along ``c``).  Overflow gives inf/nan silently."""
     lrs_a = np.asarray(_check_etas(lrs, "lrs"), dtype=float)
-    steps = check_count(steps, "steps")
+    steps = _steps(steps)
     n_plus, n_minus = check_count(n_plus, "n_plus"), check_count(n_minus, "n_minus")
     c = np.asarray(c, dtype=np.float64).reshape(-1)
     w0 = np.asarray(w0, dtype=np.float64).reshape(-1)
     if w0.shape != c.shape:
         raise ValueError(f"w0 must have the shape of c {c.shape}, got {w0.shape}")
-    if not np.isfinite(alpha) or alpha < 0:
-        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+    alpha = check_real(alpha, "alpha", ge=0)
     n = n_plus + n_minus
     c_hat = c / np.linalg.norm(c)
     W = np.tile(w0, (len(lrs_a), 1))
@@ -487,7 +498,7 @@ def sun_toy_conv_check(w0: Any, lr: float, alpha: float, steps: int, image: torc
     :func:`sun_toy_runs` and GD through the full convolution (:func:`sun_full_loss_grad`,
     float64) on ``image``: of the kernel, of the loss and of the seen component."""
     lr = check_positive(lr, "lr")
-    steps = check_count(steps, "steps")
+    steps = _steps(steps)
     fast = sun_toy_runs(w0, (lr,), alpha, steps, c, n_plus, n_minus, beta)
     c_hat = np.asarray(c, dtype=np.float64).reshape(-1) / np.linalg.norm(c)
     w = np.asarray(w0, dtype=np.float64).reshape(-1).copy()
@@ -510,7 +521,7 @@ def sun_toy_fft_check(w0: Any, lrs: Sequence[float], alpha: float, steps: int,
     overflows), ``seen`` of the FFT runs, and ``horizon`` (first step where ``rel`` exceeds
     1e-6, ``steps + 1`` if never: chaotic runs part there, as any reordering of sums would)."""
     lrs_a = _check_etas(lrs, "lrs")
-    steps = check_count(steps, "steps")
+    steps = _steps(steps)
     fast = sun_toy_runs(w0, lrs_a, alpha, steps, c, n_plus, n_minus, beta)
     c_hat = np.asarray(c, dtype=np.float64).reshape(-1) / np.linalg.norm(c)
     rel = np.full((steps + 1, len(lrs_a)), np.nan)
@@ -547,7 +558,7 @@ def lastbit_accuracy_avg(make_net: Callable[[int], nn.Module], loss_fn: LossFn,
     ending earlier can be averaged too (:func:`spread_by_window`)."""
     if not callable(make_net):
         raise TypeError("make_net must be callable: seed -> network")
-    steps, last, every = (check_count(steps, "steps"), check_count(last, "last"),
+    steps, last, every = (_steps(steps), check_count(last, "last"),
                           check_count(every, "every"))
     if last > steps:
         raise ValueError(f"last must be <= steps={steps}, got {last}")
@@ -610,9 +621,11 @@ def spread_ratio(acc: np.ndarray, *, n_boot: int = 2000, level: float = 0.9,
     if acc.ndim != 2 or min(acc.shape) < 2:
         raise ValueError(f"acc must be a 2-D table with at least 2 rows and columns, "
                          f"got shape {acc.shape}")
-    n_boot = check_count(n_boot, "n_boot")
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    if not np.all(np.isfinite(acc)):
+        raise ValueError(f"acc must be finite (a NaN would read as an infinite ratio), got "
+                         f"{int((~np.isfinite(acc)).sum())} non-finite entries")
+    n_boot = check_count(n_boot, "n_boot", maximum=10**6)
+    level = check_probability(level, "level", open_ends=True)
     pert, sd = _components(acc)
     rng = np.random.default_rng(seed)
     n_s, n_k = acc.shape
@@ -699,6 +712,8 @@ def count_swaps(vectors: Any, stride: int = 1) -> tuple[int, int]:
     V = np.asarray(vectors, dtype=float)
     if V.ndim != 3 or V.shape[2] < 2:
         raise ValueError(f"vectors must be (n, P, >= 2), got shape {V.shape}")
+    if not np.all(np.isfinite(V)):
+        raise ValueError("vectors must be finite (a NaN overlap would count as no swap)")
     stride = check_count(stride, "stride")
     if stride >= len(V):
         raise ValueError(f"stride must be < the number of estimates {len(V)}, got {stride}")

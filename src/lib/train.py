@@ -56,7 +56,7 @@ from torch import nn
 
 from lib import hessian
 from lib.config import progress
-from lib.exact import check_count, check_dtype, check_positive
+from lib.exact import check_count, check_dtype, check_positive, check_probability, check_real
 from lib.pieces import piece_widths
 from lib.seeding import check_seed, torch_generator
 
@@ -65,6 +65,9 @@ NARROW_DTYPES = (torch.float16, torch.bfloat16)
 """Formats whose GD step :func:`gd` forms in float32 (see its ``dtype`` parameter)."""
 
 Hook = Callable[[nn.Module, int], Any]
+#: The size guard of every GD loop of the library (:func:`gd`, :func:`lib.flows.gradient_descent`,
+#: the fixed-step flows): at most this many steps, checked before any work.
+MAX_STEPS = 10_000_000
 
 
 @dataclass
@@ -91,28 +94,32 @@ def update_stats(update: torch.Tensor) -> dict[str, float]:
     zero entries.  Computed in float64."""
     a = update.detach().abs().to(torch.float64).reshape(-1)
     nonzero = a[a > 0]
+    has_nan = bool(torch.isnan(a).any())      # a NaN update gives NaN statistics, never 0
     return {
         "max_abs": float(a.max()) if a.numel() else 0.0,
         "mean_abs": float(a.mean()) if a.numel() else 0.0,
-        "mean_reciprocal": float((1.0 / nonzero).mean()) if nonzero.numel() else math.inf,
+        "mean_reciprocal": (math.nan if has_nan else float((1.0 / nonzero).mean())
+                            if nonzero.numel() else math.inf),
         "n_zero": int(a.numel() - nonzero.numel()),
     }
 
 
 def _check_args(lr: float, steps: int, record_every: int, noise: float, noise_on: str,
-                weight_decay: float, lastbit_k: int, dtype: torch.dtype | None) -> None:
-    check_positive(lr, "lr (step size)")
-    check_count(steps, "steps", 0)
+                weight_decay: float, lastbit_k: int, dtype: torch.dtype | None, seed: int
+                ) -> tuple[float, int, float, float, int]:
+    """Checked ``(lr, steps, noise, weight_decay, seed)`` of :func:`gd` (reals may be Python,
+    NumPy or 0-d torch scalars; bools and strings are refused; ``steps <= MAX_STEPS``)."""
+    lr = check_positive(lr, "lr (step size)")
+    steps = check_count(steps, "steps", 0, maximum=MAX_STEPS)
     check_count(record_every, "record_every")
     check_count(lastbit_k, "lastbit_k")
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise <= 1:
-        raise ValueError(f"noise (level s of delta ~ U[-s, s]) must lie in [0, 1], got {noise!r}")
+    noise = check_probability(noise, "noise (level s of delta ~ U[-s, s])")
     if noise_on not in NOISE_TARGETS:
         raise ValueError(f"noise_on must be one of {NOISE_TARGETS}, got {noise_on!r}")
-    if not isinstance(weight_decay, (int, float)) or weight_decay < 0 or not math.isfinite(weight_decay):
-        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    weight_decay = check_real(weight_decay, "weight_decay", ge=0)
     if dtype is not None:
         check_dtype(dtype)
+    return lr, steps, noise, weight_decay, check_seed(seed)
 
 
 def _check_hooks(hooks: Mapping[str, Hook] | None) -> dict[str, Hook]:
@@ -144,9 +151,13 @@ def _check_problem(model: Any, loss_fn: Any, inputs: Any, targets: Any) -> None:
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not callable(loss_fn):
         raise TypeError("loss_fn must be callable")
-    for name, tensor in (("inputs", inputs), ("targets", targets)):
-        if not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    hessian.check_data(inputs, targets)
+    if inputs.ndim == 0:
+        raise ValueError("inputs must contain at least one sample, got a 0-d tensor")
+    for name, p in model.named_parameters():
+        if p.requires_grad and not bool(torch.isfinite(p).all()):
+            raise ValueError(f"the model's parameters must be finite: {name!r} holds "
+                             f"{int((~torch.isfinite(p)).sum())} non-finite entries")
 
 
 def _flat64(model: nn.Module) -> np.ndarray:
@@ -184,9 +195,11 @@ def gd(
     Parameters
     ----------
     model, loss_fn, inputs, targets
-        The loss is ``loss_fn(model(inputs), targets)``.  ``model`` is not modified.
+        The loss is ``loss_fn(model(inputs), targets)``; a copy of ``model`` is trained (in its
+        own mode).  Empty or non-finite data or parameters raise ``ValueError`` naming them.
     lr, steps
-        Step size ``eta > 0`` and number of updates.
+        Step size ``eta > 0`` (a Python, NumPy or 0-d torch real) and number of updates (an
+        integer, at most :data:`MAX_STEPS`: a size guard checked before any work).
     dtype
         Format of the parameters, inputs, float targets, forward and backward pass (``None``:
         the model's).  The step, as the module docstring says: ``p <- fl(p - fl(eta) g)`` in
@@ -219,10 +232,8 @@ def gd(
         Label of the progress bar.
     """
     _check_problem(model, loss_fn, inputs, targets)
-    if inputs.shape[0] == 0:
-        raise ValueError("inputs must contain at least one sample")
-    _check_args(lr, steps, record_every, noise, noise_on, weight_decay, lastbit_k, dtype)
-    seed = check_seed(seed)
+    lr, steps, noise, weight_decay, seed = _check_args(lr, steps, record_every, noise, noise_on,
+                                                       weight_decay, lastbit_k, dtype, seed)
     hooks = _check_hooks(hooks)
     net, params, x, y = _training_copy(model, dtype, inputs, targets)
     work_dtype, device = params[0][1].dtype, params[0][1].device
@@ -499,14 +510,12 @@ def edge_statistics(steps: Any, sharpness: Any, lr: float, *, after: int = 0) ->
     over the estimates at steps ``>= crossing + after``: ``n``, ``mean``, ``std`` (population),
     ``min`` and ``max`` of the ratio ``sharpness / (2/lr)`` (``nan`` when there are none), and
     ``peak``: the largest ratio over all estimates."""
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr (step size) must be a positive finite number, got {lr!r}")
+    lr = check_positive(lr, "lr (step size)")
     s = np.asarray(steps, dtype=float)
     v = np.asarray(sharpness, dtype=float)
     if s.ndim != 1 or s.shape != v.shape:
         raise ValueError(f"steps and sharpness must be 1-D of the same length, got {s.shape}, {v.shape}")
-    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
-        raise ValueError(f"after must be an int >= 0, got {after!r}")
+    after = check_count(after, "after", minimum=0)
     ok = np.isfinite(v)
     s, v = s[ok], v[ok]
     ratio = v * lr / 2.0
@@ -529,9 +538,7 @@ def piece_hooks(min_width: float, interval: Any = (0.0, 1.0)) -> dict[str, Hook]
     """Hooks for :func:`gd`: ``"pieces"`` (the exact count of :func:`lib.pieces.count_pieces`)
     and ``"visible"`` (pieces wider than ``min_width``, :func:`lib.pieces.piece_widths`) of the
     trained network on ``interval``, one piece analysis per recorded step."""
-    if not (isinstance(min_width, (int, float)) and not isinstance(min_width, bool)
-            and math.isfinite(min_width) and min_width >= 0):
-        raise ValueError(f"min_width must be a finite number >= 0, got {min_width!r}")
+    min_width = check_real(min_width, "min_width", ge=0)
     cache: dict[tuple[int, int, bytes], np.ndarray] = {}
 
     def widths(model: nn.Module, step: int) -> np.ndarray:
@@ -553,11 +560,7 @@ class ParameterHook:
     (so nothing large lands in the run's history).  ``steps`` and :meth:`array` give them."""
 
     def __init__(self, every: int = 1) -> None:
-        if isinstance(every, bool) or not isinstance(every, int):
-            raise TypeError(f"every must be an int, got {type(every).__name__}")
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
-        self.every = every
+        self.every = check_count(every, "every")
         self.steps: list[int] = []
         self.values: list[np.ndarray] = []
 
@@ -583,7 +586,8 @@ def parameter_hook(every: int = 1) -> ParameterHook:
 # ----------------------------------------------------------------------------- last bit
 def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of rows whose largest output is the label: ``mean(argmax model(x) == label)``
-    (``labels``: int class indices; the model is evaluated in its own dtype, without grad)."""
+    (``labels``: int class indices; the model is evaluated in its own dtype, without grad, in
+    eval mode, and left unchanged).  NaN outputs give a NaN accuracy."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     for name, tensor in (("inputs", inputs), ("labels", labels)):
@@ -596,14 +600,18 @@ def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> fl
         raise ValueError("inputs must contain at least one row")
     param = next(iter(model.parameters()), None)
     x = inputs if param is None else inputs.to(device=param.device, dtype=param.dtype)
-    with torch.no_grad():
-        pred = model(x).argmax(dim=1).to(labels.device)
+    with torch.no_grad(), hessian.evaluation_mode(model):
+        out = model(x)
+    if bool(torch.isnan(out).any()):
+        return math.nan
+    pred = out.argmax(dim=1).to(labels.device)
     return float((pred == labels).to(torch.float64).mean())
 
 
 def relative_l1_difference(a: Any, b: Any) -> float:
     """Sun et al.'s weight-divergence measure ``2 mean(|a - b| / (|a| + |b|))`` over the
-    entries (entries where both are zero count as 0); it lies in ``[0, 2]``.  Float64."""
+    entries (entries where both are zero count as 0); it lies in ``[0, 2]``.  Float64; a NaN
+    entry gives NaN."""
     x = np.asarray(a, dtype=np.float64).reshape(-1)
     y = np.asarray(b, dtype=np.float64).reshape(-1)
     if x.shape != y.shape or x.size == 0:
@@ -611,7 +619,7 @@ def relative_l1_difference(a: Any, b: Any) -> float:
     den = np.abs(x) + np.abs(y)
     num = np.abs(x - y)
     with np.errstate(invalid="ignore", divide="ignore"):
-        q = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+        q = np.where(den == 0, 0.0, num / np.where(den == 0, 1.0, den))
     return float(2.0 * q.mean())
 
 
@@ -664,9 +672,7 @@ def lastbit_family(
     ks = tuple(ks)
     if not ks:
         raise ValueError("ks must contain at least one split factor")
-    for kk in ks:
-        if isinstance(kk, bool) or not isinstance(kk, int) or kk < 1:
-            raise ValueError(f"ks must be positive ints, got {ks!r}")
+    ks = tuple(check_count(kk, f"ks[{i}]") for i, kk in enumerate(ks))
     if len(set(ks)) != len(ks):
         raise ValueError(f"ks must be distinct, got {ks!r}")
     if (test_inputs is None) != (test_labels is None):
