@@ -71,3 +71,20 @@ def test_disabled_progress_writes_nothing_to_stderr(monkeypatch: pytest.MonkeyPa
         pass
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
+
+
+def test_pick_full_only_under_paper_with_the_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``full=`` is used only with BOOK_PROFILE=paper and BOOK_PAPER_FULL=1; without ``full=``
+    the switch changes nothing."""
+    monkeypatch.setenv(config.PROFILE_ENV, "quick")
+    monkeypatch.setenv(config.FULL_ENV, "1")
+    assert config.pick(quick=1, paper=2, full=3) == 1
+    assert not config.full_scale()
+    monkeypatch.setenv(config.PROFILE_ENV, "paper")
+    assert config.pick(quick=1, paper=2, full=3) == 3
+    assert config.pick(quick=1, paper=2) == 2
+    assert "BOOK_PAPER_FULL" in config.describe()
+    monkeypatch.setenv(config.FULL_ENV, "0")
+    assert config.pick(quick=1, paper=2, full=3) == 2
+    monkeypatch.delenv(config.FULL_ENV)
+    assert config.pick(quick=1, paper=2, full=3) == 2 and config.full_scale() is False

@@ -26,6 +26,10 @@ PROFILE_ENV = "BOOK_PROFILE"
 PROGRESS_ENV = "BOOK_PROGRESS"
 #: Set to ``1`` by the book build (``lib.bookbuild``) for the kernels it starts.
 BUILD_ENV = "BOOK_BUILD"
+#: ``1`` runs, under the ``paper`` profile, the sizes a chapter marks ``full=`` in
+#: :func:`pick`: the source's size where the paper profile had to stop short of it to finish a
+#: chapter within an hour on a CPU (the chapter says which, in its set-up cell).
+FULL_ENV = "BOOK_PAPER_FULL"
 PROFILES: tuple[str, ...] = ("quick", "paper")
 DEFAULT_PROFILE = "quick"
 
@@ -53,8 +57,22 @@ def is_paper() -> bool:
     return get_profile() == "paper"
 
 
-def pick(*, quick: T, paper: T) -> T:
-    """Return the value for the active profile: ``pick(quick=500, paper=5000)``."""
+_UNSET: Any = object()
+
+
+def full_scale() -> bool:
+    """True under the ``paper`` profile with ``BOOK_PAPER_FULL=1`` (the sources' full sizes)."""
+    return is_paper() and os.environ.get(FULL_ENV, "").strip() == "1"
+
+
+def pick(*, quick: T, paper: T, full: T = _UNSET) -> T:
+    """Return the value for the active profile: ``pick(quick=500, paper=5000)``.
+
+    ``full``: the source's size where ``paper`` is smaller so that the chapter finishes within
+    an hour on a CPU; used instead of ``paper`` when ``BOOK_PAPER_FULL=1`` (:func:`full_scale`).
+    """
+    if full is not _UNSET and full_scale():
+        return full
     return paper if is_paper() else quick
 
 
@@ -104,4 +122,5 @@ def progress(iterable: Iterable[T] | None = None, **kwargs: Any) -> Any:
 
 def describe() -> str:
     """One line for a chapter's set-up cell: the profile and the device."""
-    return f"profile={get_profile()}, device={default_device()}"
+    full = ", full sizes (BOOK_PAPER_FULL=1)" if full_scale() else ""
+    return f"profile={get_profile()}{full}, device={default_device()}"
