@@ -559,3 +559,47 @@ def test_visible_pieces_one_definition():
         P.visible_width(0)
     with pytest.raises((ValueError, TypeError), match="depth"):
         P.tooth_width(2.5)
+
+
+# ------------------------------------------------------------------ size guard (max_pieces)
+def test_max_pieces_guard_refuses_and_names_the_override() -> None:
+    net = st.sawtooth_net(12)                       # 4096 pieces; product bound 4^12
+    assert P.piece_bound(P.relu_widths(net)) > 2**12
+    assert P.count_pieces(net, max_pieces=2**12) == 2**12      # exactly at the cap: counted
+    assert P.count_pieces(net, max_pieces=None) == 2**12
+    with pytest.raises(ValueError, match=r"max_pieces=4,095.*max_pieces=None"):
+        P.count_pieces(net, max_pieces=2**12 - 1)
+    for f in (P.piece_analysis, P.breakpoints, P.breakpoints_exact, P.piece_widths):
+        with pytest.raises(ValueError, match="max_pieces"):
+            f(net, (0.0, 1.0), max_pieces=100)
+    with pytest.raises(ValueError, match="max_pieces"):
+        P.count_pieces(net, max_pieces=0)
+    for bad in (True, 2.5, "16"):
+        with pytest.raises(TypeError, match="max_pieces"):
+            P.count_pieces(net, max_pieces=bad)
+    # a depth-60 sawtooth (2^60 pieces) is refused once its partition passes the cap
+    with pytest.raises(ValueError, match=r"2,048 cells after ReLU layer 11"):
+        P.count_pieces(st.sawtooth_net(60), max_pieces=2**10)
+
+
+def test_max_pieces_guard_lets_small_counts_of_big_nets_through() -> None:
+    """The product bound of g_40 is 4^40, but a window of 2^-30 holds 2^10 pieces (closed
+    form); a net whose product bound is within the cap is never checked."""
+    lo = Fraction(2**30 - 1, 2**30)
+    assert P.count_pieces(st.sawtooth_net(40), (lo, Fraction(1)), max_pieces=2**10) == 2**10
+    assert P.count_pieces(st.sawtooth_net(40), (lo, Fraction(1))) == 2**10
+    small = N.random_relu_net([3, 3], "he", seed=0)
+    assert P.piece_bound([3, 3]) == 16
+    assert P.count_pieces(small, (-1.0, 1.0), max_pieces=16) == P.reference_count_pieces(small, (-1.0, 1.0))
+    assert P.MAX_PIECES == 2**24
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_sawtooth_breakpoints_and_widths_closed_form(dtype) -> None:
+    """The hot path (shared cell ends) against the closed form: g_L breaks at k / 2^L."""
+    L = 9
+    a = P.piece_analysis(st.sawtooth_net(L, dtype))
+    assert a.breakpoints_exact() == [Fraction(k, 2**L) for k in range(1, 2**L)]
+    assert np.array_equal(a.breakpoints, np.arange(1, 2**L) / 2**L)
+    assert np.array_equal(a.widths(), np.full(2**L, 2.0**-L))
+    assert a.stats["filtered_signs"] == a.stats["expansion_signs"] == a.stats["exact_cells"] == 0

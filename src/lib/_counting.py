@@ -6,6 +6,15 @@ every decision certified exact (certified-exact float64, rigorous error bounds, 
 expansions, or a rational fallback per cell): the algorithm and why the answers are exact are
 described in the docstring of :mod:`lib.pieces`.  :class:`Counter` runs it; :func:`read_ops`
 reads the network; :class:`CutRegistry` keeps the cuts and recomputes them exactly on demand.
+Its float64 helpers live in :mod:`lib._reference`.
+
+The hot path (every column and end certified exact, as for the sawtooth and Yarotsky nets)
+avoids per-cell Python work and most temporaries: certified Linear layers run through BLAS on
+one thread (exact in any order), a pre-activation's sign at a cut shared by two cells is
+computed once (continuity), the children's ends are one array with ``L`` and ``R`` as views,
+zero error bounds are zero-stride views, and work arrays are reused (:class:`Scratch`).  With
+``max_cells`` the run stops (:class:`CellLimitError`) before a layer's children would exceed
+it.  Measured: ``sawtooth_net(24)`` (16.8M pieces) in about 5 s of user time on one core.
 """
 
 from __future__ import annotations
@@ -20,17 +29,24 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from lib.exact import dyadic_integers, linear_arrays, sign_of_products
+from lib._reference import BLAS_MIN_ROWS as _BLAS_MIN_ROWS
+from lib._reference import INFL as _INFL
+from lib._reference import LIM as _LIM
+from lib._reference import MAX_GRID as _MAX_GRID
+from lib._reference import NO_GRID as _NO_GRID
+from lib._reference import TINY as _TINY
+from lib._reference import UNIT_ROUNDOFF as _U
+from lib._reference import (Scratch, blas_controller, child_masks, children_layout, col_absmax,
+                            end_values, float_bounds, float_grid, interleave, is_zero_view,
+                            no_hugepage_advice, norm2_bound, sign_products,
+                            single_cut_masks, slope_changes, zeros_view)
+from lib.exact import dyadic_integers, linear_arrays
 
-__all__ = ["UNIT_ROUNDOFF", "RELU", "Linear", "read_ops", "Counter", "CountResult"]
+__all__ = ["UNIT_ROUNDOFF", "RELU", "Linear", "read_ops", "relu_widths_of", "Counter",
+           "CountResult", "CellLimitError"]
 
-_U = 2.0**-53                 # unit roundoff of float64
 UNIT_ROUNDOFF = _U
-_INFL = 1.0 + 2.0**-40        # relative inflation of computed error bounds
-_TINY = 2.0**-1000            # absolute slack: underflow in products and in the bounds
-_LIM = 2.0**53 * (1.0 - 2.0**-40)  # certified integers stay below this (strictly below 2^53)
-_NO_GRID = -(1 << 20)          # grid exponent of the number zero (no constraint)
-_MAX_GRID = 1074               # finest grid float64 can hold (smallest subnormal 2^-1074)
+_norm2_bound, _float_grid = norm2_bound, float_grid   # (the tests reach them here)
 
 
 # =====================================================================================
@@ -49,9 +65,9 @@ class Linear:
     _norm2: float | None = None
 
     def norm2_bound(self) -> float:
-        """A rigorous upper bound on the spectral norm ``||w||_2`` (see :func:`_norm2_bound`)."""
+        """A rigorous upper bound on the spectral norm ``||w||_2`` (see :func:`norm2_bound`)."""
         if self._norm2 is None:
-            self._norm2 = _norm2_bound(self.w)
+            self._norm2 = norm2_bound(self.w)
         return self._norm2
 
     def integer_form(self) -> tuple[Any, int, Any, int]:
@@ -70,70 +86,6 @@ class Linear:
 RELU = "relu"
 
 
-def _float_grid(x: np.ndarray) -> np.ndarray:
-    """Grid exponents: the least ``g`` with ``x * 2^g`` an integer (``_NO_GRID`` for zeros)."""
-    x = np.asarray(x, dtype=np.float64)
-    m, e = np.frexp(x)
-    mant = np.ldexp(m, 53).astype(np.int64)       # exact: |m| < 1 has at most 53 bits
-    low = mant & -mant                              # lowest set bit, a power of two
-    tz = np.frexp(low.astype(np.float64))[1].astype(np.int64) - 1
-    g = 53 - e.astype(np.int64) - tz
-    return np.where(x == 0, _NO_GRID, g)
-
-
-def _plain_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` as an explicit sum of outer products (elementwise float64 operations only)."""
-    out = np.zeros((a.shape[0], b.shape[1]))
-    for k in range(a.shape[1]):
-        out += a[:, k:k + 1] * b[k:k + 1, :]
-    return out
-
-
-def _norm2_bound(w: np.ndarray, squarings: int = 4) -> float:
-    """A rigorous upper bound on the spectral norm of the float64 matrix ``w``.
-
-    With ``X = w^T w`` (or ``w w^T``, the smaller), ``||w||_2^2 = rho(X) <= ||X^(2^s)||^(2^-s)``
-    for the infinity norm.  ``X`` and its repeated squares ``Y_s`` are computed in float64 (as
-    explicit sums of products) after an exact power-of-two scaling of ``w``; with
-    ``eta_0 = gamma_r ||w||_1 ||w||_inf`` bounding ``||fl(X) - X||`` and
-    ``eta_{s+1} = 2 (||Y_s|| + eta_s) eta_s + eta_s^2 + gamma_m ||Y_s||^2`` bounding
-    ``||Y_{s+1} - X^(2^(s+1))||``, every ``(||Y_s|| + eta_s)^(2^-(s+1))`` is a bound; the
-    smallest, inflated by ``2^-40``, is returned.  Falls back to ``sqrt(||w||_1 ||w||_inf)``.
-    """
-    if w.size == 0 or not np.any(w):
-        return 0.0
-    absw = np.abs(w)
-    # sqrt(||w||_1 ||w||_inf), as a product of square roots (no underflow for tiny weights)
-    crude = math.sqrt(float(absw.sum(axis=0).max())) * math.sqrt(float(absw.sum(axis=1).max()))
-    crude = crude * _INFL * (1.0 + 2.0 * (max(w.shape) + 2) * _U)
-    k = -int(np.frexp(absw.max())[1])          # scale max|w| into [1/2, 1): exact if no underflow
-    ws = np.ldexp(w, k)
-    if not np.array_equal(np.ldexp(ws, -k), w):
-        return crude
-    r = ws.shape[0]
-    x = _plain_matmul(ws.T, ws) if ws.shape[1] <= ws.shape[0] else _plain_matmul(ws, ws.T)
-    m = x.shape[0]
-    if ws.shape[1] > ws.shape[0]:
-        r = ws.shape[1]
-    gam_r = (r + 1) * _U / (1 - (r + 1) * _U)
-    gam_m = (m + 1) * _U / (1 - (m + 1) * _U)
-    aws = np.abs(ws)
-    eta = gam_r * float(aws.sum(axis=0).max()) * float(aws.sum(axis=1).max()) * _INFL
-    best = math.inf
-    y = x
-    for s_ in range(squarings + 1):
-        ny = float(np.abs(y).sum(axis=1).max())
-        if not math.isfinite(ny) or not math.isfinite(eta):
-            break
-        best = min(best, (ny * _INFL + eta) ** (2.0 ** -(s_ + 1)))
-        if s_ == squarings:
-            break
-        eta = (2 * (ny + eta) * eta + eta * eta + gam_m * ny * ny) * _INFL
-        y = _plain_matmul(y, y)
-    bound = math.ldexp(best * _INFL, -k)
-    return min(bound, crude)
-
-
 def read_ops(layers: Sequence[nn.Module]) -> list[Any]:
     """The checked layers of a Linear/ReLU network (:func:`lib.exact.linear_relu_layers`) as
     operations: :class:`Linear` objects (float64 copies with grids) and :data:`RELU` markers."""
@@ -143,10 +95,21 @@ def read_ops(layers: Sequence[nn.Module]) -> list[Any]:
             w, b = linear_arrays(layer, i)
             w = w + 0.0  # turn -0.0 into +0.0 (same value; keeps signs of zero out of sight)
             b = b + 0.0
-            ops.append(Linear(w, b, _float_grid(w), _float_grid(b), np.abs(w)))
+            ops.append(Linear(w, b, float_grid(w), float_grid(b), np.abs(w)))
         else:
             ops.append(RELU)
     return ops
+
+
+def relu_widths_of(ops: list[Any]) -> list[int]:
+    """Width of the vector each ReLU of ``ops`` acts on (as :func:`lib.pieces.relu_widths`)."""
+    widths, width = [], 1
+    for op in ops:
+        if op is RELU:
+            widths.append(width)
+        else:
+            width = int(op.w.shape[0])
+    return widths
 
 
 def _endpoint_floats(t: Fraction) -> tuple[float, float, float, float]:
@@ -163,55 +126,6 @@ def _endpoint_floats(t: Fraction) -> tuple[float, float, float, float]:
 # =====================================================================================
 # Exact sign predicates on float64 arrays
 # =====================================================================================
-def _sign_products(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray,
-                   ea: np.ndarray | float, eb: np.ndarray | float,
-                   ec: np.ndarray | float, ed: np.ndarray | float,
-                   exact: np.ndarray, g1: np.ndarray | None, g2: np.ndarray | None,
-                   stats: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Sign of ``a*b + c*d`` where the true operands lie within ``e*`` of the given floats.
-
-    All arrays broadcast to one shape.  ``exact`` marks entries whose four bounds are zero;
-    there ``g1``/``g2`` (if given) are grid exponents of the true products ``ab`` and ``cd``.
-    Returns ``(sign, decided)`` (int8 and bool arrays); undecided entries have sign 0.
-    """
-    p1 = a * b
-    p2 = c * d
-    v = p1 + p2
-    shape = v.shape
-    sign = np.sign(v).astype(np.int8)
-    decided = np.zeros(shape, dtype=bool)
-    exact = np.broadcast_to(exact, shape)
-    if g1 is not None:
-        # exact products: integer multiples of 2^-g below 2^53 in those units are floats,
-        # and the sign of the rounded sum of two exact floats is exact.
-        with np.errstate(over="ignore"):
-            cert = exact & (np.ldexp(np.abs(p1), np.broadcast_to(g1, shape)) < _LIM) \
-                & (np.ldexp(np.abs(p2), np.broadcast_to(g2, shape)) < _LIM) \
-                & (np.broadcast_to(g1, shape) <= _MAX_GRID) & (np.broadcast_to(g2, shape) <= _MAX_GRID)
-        decided |= cert
-        stats["certified_signs"] += int(cert.sum())
-    rest = ~decided
-    if rest.any():
-        with np.errstate(over="ignore", invalid="ignore"):
-            aa, ab_ = np.abs(a), np.abs(b)
-            ac, ad = np.abs(c), np.abs(d)
-            bound = (2.0 * _U / (1.0 - 2.0 * _U)) * (np.abs(p1) + np.abs(p2)) \
-                + (aa * eb + ab_ * ea + np.multiply(ea, eb)) \
-                + (ac * ed + ad * ec + np.multiply(ec, ed))
-            bound = bound * _INFL + _TINY
-            filt = rest & (np.abs(v) > bound)
-        decided |= filt
-        stats["filtered_signs"] += int(filt.sum())
-        need = ~decided & exact
-        if need.any():
-            idx = np.nonzero(need)
-            A, B, C, D = (np.broadcast_to(x, shape)[idx] for x in (a, b, c, d))
-            sign[idx] = sign_of_products(A, B, C, D)
-            decided[idx] = True
-            stats["expansion_signs"] += int(idx[0].size)
-    sign[~decided] = 0
-    return sign, decided
-
 
 # =====================================================================================
 # The partition sets
@@ -224,18 +138,27 @@ _P, _Q, _EP, _EQ, _G, _ID = range(6)
 class _FloatSet:
     """Cells propagated in float64: coefficients ``A, C`` (K x n), componentwise error bounds
     ``EA, EC``, bounds ``NA, NC`` (K,) on the 2-norms of the error vectors, packed endpoints
-    ``L, R`` (K x 6: P, Q, EP, EQ, grid, cut id) and ``gpos``."""
+    ``L, R`` (K x 6: P, Q, EP, EQ, grid, cut id) and ``gpos``.
 
-    def __init__(self, **kw: np.ndarray) -> None:
+    ``ends``: ``None``, or ``(max |P|, max |Q|, max grid)`` over all ends, and then every end
+    is exact (``EP = EQ = 0``) and each cell's right end is the next cell's left end (the
+    same row): what the hot path needs to know, kept instead of recomputed per layer."""
+
+    ends: tuple[float, float, int] | None = None
+
+    def __init__(self, **kw: Any) -> None:
         for name in _FLOAT_FIELDS:
             setattr(self, name, kw[name])
+        self.ends = kw.get("ends")
 
     def take(self, idx: np.ndarray) -> _FloatSet:
         return _FloatSet(**{name: getattr(self, name)[idx] for name in _FLOAT_FIELDS})
 
     def replace(self, **kw: np.ndarray) -> _FloatSet:
-        fields = {name: getattr(self, name) for name in _FLOAT_FIELDS}
+        fields: dict[str, Any] = {name: getattr(self, name) for name in _FLOAT_FIELDS}
         fields.update(kw)
+        if "L" not in kw and "R" not in kw:
+            fields["ends"] = self.ends
         return _FloatSet(**fields)
 
     @property
@@ -260,39 +183,6 @@ class _ExactSet:
 
     def __len__(self) -> int:
         return int(self.gpos.shape[0])
-
-
-def _children_layout(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Children of ``K`` cells cut ``m[k]`` times: counts, starts, local index, cut offsets."""
-    cnt = m + 1
-    start = np.cumsum(cnt) - cnt
-    local = np.arange(int(cnt.sum())) - np.repeat(start, cnt)
-    uoff = np.cumsum(m) - m
-    return cnt, start, local, uoff
-
-
-def _child_masks(cross: np.ndarray, rank: np.ndarray, pos_l: np.ndarray, pos_r: np.ndarray,
-                 cnt: np.ndarray, local: np.ndarray) -> np.ndarray:
-    """ReLU masks on the children: a crossing unit takes its left sign left of its zero.
-
-    Per parent and unit a code: 1 active throughout, 2 active left of the zero (crossing
-    down), 3 active right of it (crossing up), 0 inactive; then one repeat per array.
-    """
-    code = np.where(cross, np.where(pos_l, 2, 3), np.where(pos_l | pos_r, 1, 0)).astype(np.int8)
-    code = np.repeat(code, cnt, axis=0)
-    left = local[:, None] <= np.repeat(rank, cnt, axis=0)
-    return (code == 1) | ((code == 2) & left) | ((code == 3) & ~left)
-
-
-def _interleave(parent_end: np.ndarray, cuts: np.ndarray, at_parent: np.ndarray) -> np.ndarray:
-    """Rows ``at_parent`` (indices) take the parents' endpoints, the other rows the cuts."""
-    total = parent_end.shape[0] + cuts.shape[0]
-    out = np.empty((total,) + parent_end.shape[1:], dtype=parent_end.dtype)
-    out[at_parent] = parent_end
-    rest = np.ones(total, dtype=bool)
-    rest[at_parent] = False
-    out[np.flatnonzero(rest)] = cuts
-    return out
 
 
 # =====================================================================================
@@ -346,16 +236,18 @@ class CutRegistry:
                 e = e_new
         return A, C
 
-    def register_float_cuts(self, pos: int, neuron: np.ndarray, plid: np.ndarray,
-                            prid: np.ndarray, P: np.ndarray, Q: np.ndarray, EP: np.ndarray,
-                            EQ: np.ndarray) -> np.ndarray:
+    def register_float_cuts(self, pos: int, neuron: np.ndarray | None, plid: np.ndarray | None,
+                            prid: np.ndarray | None, P: np.ndarray, Q: np.ndarray,
+                            EP: np.ndarray | None, EQ: np.ndarray | None) -> np.ndarray:
         """Ids for cuts ``P/Q`` (bounds ``EP``, ``EQ``) made by ``neuron`` of operation ``pos``
-        in the cells ``(plid, prid)``."""
-        n = int(neuron.shape[0])
+        in the cells ``(plid, prid)``.  Exact cuts (``EP = EQ = None``: all bounds zero) need
+        only ``P`` and ``Q``; those are kept as compact copies."""
+        n = int(P.shape[0])
         ids = np.arange(self.next_id, self.next_id + n, dtype=np.int64)
         if n:
             self.batch_starts.append(self.next_id)
-            self.batches.append((self.next_id, pos, neuron, plid, prid, P, Q, EP, EQ))
+            self.batches.append((self.next_id, pos, neuron, plid, prid,
+                                 np.ascontiguousarray(P), np.ascontiguousarray(Q), EP, EQ))
             self.next_id += n
         return ids
 
@@ -375,7 +267,7 @@ class CutRegistry:
         b = bisect.bisect_right(self.batch_starts, cid) - 1
         start, pos, neuron, plid, prid, P, Q, EP, EQ = self.batches[b]
         k = cid - start
-        if EP[k] == 0 and EQ[k] == 0:
+        if EP is None or (EP[k] == 0 and EQ[k] == 0):
             t = Fraction(float(P[k])) / Fraction(float(Q[k]))
         else:
             a = self.exact_cut(int(plid[k]))
@@ -396,48 +288,6 @@ class CutRegistry:
 # =====================================================================================
 # Steps of the propagation that need no state
 # =====================================================================================
-def _float_bounds(fs: _FloatSet, op: Linear,
-                  col_exact: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Error bounds after ``op`` for the float set: componentwise and in the 2-norm.
-
-    Componentwise: ``E' = gamma_(n+1) |h| |W|^T + E |W|^T`` (rounding of the new sums
-    plus propagated input errors).  In the 2-norm, per cell: ``N' = ||W||_2 N +
-    ||gamma_(n+1) |h| |W|^T||_2``, which grows like ``||W||_2`` per layer instead of the
-    componentwise ``max_j sum_i |W_ji|``.  Each entry keeps the smaller of the two.
-    """
-    K, n = fs.A.shape
-    m = op.w.shape[0]
-    gamma = (n + 1) * _U / (1.0 - (n + 1) * _U) * _INFL
-    nrm_slack = _INFL * (1.0 + 2.0 * (m + 2) * _U)
-    out = []
-    absb = np.abs(op.b)
-    for h, E, N, with_bias in ((fs.A, fs.EA, fs.NA, False), (fs.C, fs.EC, fs.NC, True)):
-        R = np.zeros((K, m))        # rounding of this layer's sums
-        P = np.zeros((K, m))        # propagated input errors
-        # where every product w_i h_i is exactly zero (a zero input with a zero bound,
-        # or w_i = 0) the float sum is exact: no bound, not even the underflow slack
-        live = np.zeros((K, m), dtype=bool)
-        absh = np.abs(h)
-        for i in range(n):
-            col = op.wabs[:, i]
-            if not col.any():
-                continue
-            live |= ((absh[:, i] != 0) | (E[:, i] != 0))[:, None] & (col != 0)
-            R += (gamma * absh[:, i:i + 1]) * col
-            P += E[:, i:i + 1] * col
-        if with_bias:
-            R += gamma * absb
-        Ecomp = (R + P) * _INFL + _TINY
-        Nnew = (op.norm2_bound() * N + np.sqrt((R * R).sum(axis=1)) * nrm_slack) * _INFL \
-            + _TINY * math.sqrt(m + 1)
-        Enew = np.where(live, np.minimum(Ecomp, Nnew[:, None]), 0.0)
-        Enew[:, col_exact] = 0.0
-        Nnew = np.minimum(Nnew, np.sqrt((Enew * Enew).sum(axis=1)) * nrm_slack + _TINY)
-        out += [Enew, Nnew]
-    EA, NA, EC, NC = out
-    return EA, EC, NA, NC
-
-
 def _concat_exact(a: _ExactSet, b: _ExactSet) -> _ExactSet:
     return _ExactSet(np.concatenate([a.A, b.A]), np.concatenate([a.C, b.C]),
                      np.concatenate([a.lo, b.lo]), np.concatenate([a.hi, b.hi]),
@@ -472,6 +322,16 @@ class _Crossings:
         return _Crossings(*(getattr(self, f)[sel] for f in self.__dataclass_fields__))
 
 
+class CellLimitError(Exception):
+    """Raised by :meth:`Counter.run` when the partition would exceed ``max_cells`` cells
+    (``cells``: how many the ReLU at operation ``pos`` would make); :mod:`lib.pieces` turns it
+    into a ``ValueError`` that names the cap and the override."""
+
+    def __init__(self, cells: int, pos: int) -> None:
+        super().__init__(cells, pos)
+        self.cells, self.pos = cells, pos
+
+
 @dataclass
 class CountResult:
     """What one run found: the count, how the decisions were taken, and the breakpoints (cut
@@ -487,11 +347,229 @@ class CountResult:
 # =====================================================================================
 # The counter
 # =====================================================================================
-class Counter:
+class _ReluSteps:
+    """The steps of a ReLU layer on the float set (part of :class:`Counter`)."""
+
+    col_exact: np.ndarray
+    col_grid: np.ndarray
+    stats: dict[str, int]
+    cuts: CutRegistry
+    out_bound: tuple[np.ndarray, np.ndarray] | None
+    scratch: Scratch
+
+    def _shared_side_signs(self, fs: _FloatSet) -> tuple[np.ndarray, np.ndarray] | None:
+        """The hot path of :meth:`_side_signs` (or ``None`` where it does not apply): all
+        coefficients and endpoints certified exact, every product certified, and each cell's
+        right end the next cell's left end (same cut).  A pre-activation is continuous in
+        ``x``, so its exact sign at a shared end is the same from both cells: the signs are
+        computed once per end (``K + 1`` rows instead of ``2 K``)."""
+        L, R = fs.L, fs.R
+        if fs.ends is None:
+            if not (L[:, _EP] == 0).all() or not (L[:, _EQ] == 0).all() \
+                    or R[-1, _EP] != 0 or R[-1, _EQ] != 0 \
+                    or not np.array_equal(R[:-1, _ID], L[1:, _ID]):
+                return None
+            fs.ends = (max(float(np.abs(L[:, _P]).max()), abs(float(R[-1, _P]))),
+                       max(float(np.abs(L[:, _Q]).max()), abs(float(R[-1, _Q]))),
+                       max(int(L[:, _G].max()), int(R[-1, _G])))
+        max_p, max_q, g_end = fs.ends
+        gmax = g_end + self.col_grid
+        # first the bounds on |A|, |C| left by the Linear layer (masking only lowers them),
+        # then, if they are not enough, the maxima themselves
+        for bound in ([self.out_bound] if self.out_bound is not None else []) + [None]:
+            if bound is None:
+                max_a, max_c = col_absmax(fs.A, self.scratch), col_absmax(fs.C, self.scratch)
+            else:
+                max_a, max_c = bound
+            with np.errstate(over="ignore"):
+                ok = (np.ldexp(max_a * max_p, gmax) < _LIM) \
+                    & (np.ldexp(max_c * max_q, gmax) < _LIM) & (gmax <= _MAX_GRID)
+            if ok.all():
+                break
+        else:
+            return None
+        K, n = fs.A.shape
+        v = np.multiply(fs.A, L[:, _P, None], out=self.scratch.get("v", (K, n)))
+        v += np.multiply(fs.C, L[:, _Q, None], out=self.scratch.get("tmp", (K, n)))
+        sL = (v > 0).view(np.int8) - (v < 0).view(np.int8)
+        del v
+        sR = np.empty_like(sL)
+        sR[:-1] = sL[1:]
+        sR[-1] = np.sign(fs.A[-1] * R[-1, _P] + fs.C[-1] * R[-1, _Q]).astype(np.int8)
+        self.stats["certified_signs"] += 2 * K * n
+        return sL, sR
+
+    def _side_signs(self, fs: _FloatSet, E: np.ndarray,
+                    all_exact: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Signs (and whether decided) of every pre-activation at the cells' endpoints ``E``."""
+        ends_exact = (E[:, _EP] == 0) & (E[:, _EQ] == 0)
+        if all_exact and ends_exact.all():
+            # fast path: if the largest products of every column are certified, all
+            # products are exact and the signs of the rounded sums are exact
+            max_a, max_c = col_absmax(fs.A), col_absmax(fs.C)
+            gmax = int(E[:, _G].max()) + self.col_grid
+            with np.errstate(over="ignore"):
+                ok = (np.ldexp(max_a * float(np.abs(E[:, _P]).max()), gmax) < _LIM) \
+                    & (np.ldexp(max_c * float(np.abs(E[:, _Q]).max()), gmax) < _LIM) \
+                    & (gmax <= _MAX_GRID)
+            if ok.all():
+                v = fs.A * E[:, _P, None] + fs.C * E[:, _Q, None]
+                self.stats["certified_signs"] += v.size
+                return np.sign(v).astype(np.int8), np.ones(v.shape, dtype=bool)
+        exact = self.col_exact[None, :] & ends_exact[:, None]
+        g = self.col_grid[None, :] + E[:, _G].astype(np.int64)[:, None]
+        return sign_products(fs.A, E[:, _P, None], fs.C, E[:, _Q, None], fs.EA, E[:, _EP, None],
+                              fs.EC, E[:, _EQ, None], exact, g, g, self.stats)
+
+    def _crossings(self, fs: _FloatSet, sL: np.ndarray, sR: np.ndarray,
+                   bad: np.ndarray) -> _Crossings:
+        """The crossings in the good cells, sorted and grouped; cells whose crossings cannot be
+        ordered exactly are marked in ``bad`` (in place) and their crossings dropped."""
+        cross = (sL * sR) < 0                      # int8: -1, 0 or 1
+        cross &= ~bad[:, None]
+        n = cross.shape[1]
+        flat = np.flatnonzero(cross)               # row-major: sorted by cell
+        kk = flat // n
+        jj = flat - kk * n
+        sg = np.take(sR, flat).astype(np.float64)  # the sign of A_j on the cell
+        cP = np.take(fs.C, flat)
+        np.multiply(cP, sg, out=cP)
+        np.negative(cP, out=cP)
+        cQ = np.take(fs.A, flat)
+        np.multiply(cQ, sg, out=cQ)
+        if is_zero_view(fs.EC) and is_zero_view(fs.EA):
+            cEP = cEQ = zeros_view(flat.shape[0])
+        else:
+            cEP, cEQ = np.take(fs.EC, flat), np.take(fs.EA, flat)
+        single = not (kk.shape[0] > 1 and np.any(kk[1:] == kk[:-1]))
+        cr = _Crossings(kk=kk, jj=jj, cP=cP, cQ=cQ, cEP=cEP, cEQ=cEQ, cX=self.col_exact[jj],
+                        cG=self.col_grid[jj],
+                        newgroup=None if single else np.ones(kk.shape[0], dtype=bool))
+        if single:
+            return cr
+        # several crossings in some cells: sort them by their float value, then check every
+        # adjacent pair exactly (a wrong or undecided order -> exact set)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            key = cr.cP / cr.cQ
+        cr = cr.take(np.lexsort((key, cr.kk)))
+        ia = np.nonzero(cr.kk[1:] == cr.kk[:-1])[0]   # pair (ia, ia + 1) in the same cell
+        ib = ia + 1
+        both = cr.cX[ia] & cr.cX[ib]
+        gab = cr.cG[ia] + cr.cG[ib]
+        # sign(t_b - t_a) = sign(P_b Q_a - P_a Q_b); zero: one cut
+        d, dec = sign_products(cr.cP[ib], cr.cQ[ia], -cr.cP[ia], cr.cQ[ib], cr.cEP[ib],
+                                cr.cEQ[ia], cr.cEP[ia], cr.cEQ[ib], both, gab, gab, self.stats)
+        wrong = ~dec | (d < 0)
+        if wrong.any():
+            bad[cr.kk[ia[wrong]]] = True
+        cr.newgroup[ib] = d != 0
+        return cr.take(~bad[cr.kk])
+
+    def _float_children(self, fs: _FloatSet, bad: np.ndarray, sL: Any, sR: Any, cr: Any,
+                        pos: int, all_exact: bool) -> tuple[_FloatSet, np.ndarray, _FloatSet]:
+        """The children of the good float cells: ``(child, counts, good cells)``."""
+        K, n = fs.A.shape
+        if bad.any():
+            good = np.nonzero(~bad)[0]
+            remap = np.full(K, -1, dtype=np.int64)
+            remap[good] = np.arange(good.shape[0])
+            ck = remap[cr.kk]
+            gfs = fs.take(good)
+            sL, sR = sL[good], sR[good]
+        else:
+            ck, gfs = (cr.kk if cr is not None else None), fs
+        Kg = len(gfs)
+        if not Kg:
+            empty = np.zeros(0, dtype=np.int64)
+            child = fs.take(empty)
+            return child, empty, child
+        newgroup, jj = cr.newgroup, cr.jj
+        # newgroup None: at most one crossing per cell, each its own cut
+        first = slice(None) if newgroup is None else newgroup
+        m = np.bincount(ck[first], minlength=Kg)
+        crossg = np.zeros((Kg, n), dtype=bool)
+        crossg[ck, jj] = True
+        single = newgroup is None and all_exact
+        if single:
+            cnt = m + 1
+            start = np.cumsum(cnt) - cnt
+            act = single_cut_masks(crossg, sL > 0, sR > 0, m)
+        else:
+            cnt, start, local, uoff = children_layout(m)
+            rank = None
+            if newgroup is not None:
+                rank = np.zeros((Kg, n), dtype=np.int64)
+                rank[ck, jj] = (np.cumsum(newgroup) - 1) - uoff[ck]
+            act = child_masks(crossg, rank, sL > 0, sR > 0, cnt, local)
+            del rank
+        del crossg
+        # the new cuts (one per group of equal crossings), in (cell, position) order
+        uk, uj = ck[first], jj[first]
+        cuts = np.empty((uk.shape[0], 6))
+        cuts[:, _P] = cr.cP[first]
+        cuts[:, _Q] = cr.cQ[first]
+        cuts[:, _EP] = cr.cEP[first]
+        cuts[:, _EQ] = cr.cEQ[first]
+        cuts[:, _G] = np.where(cr.cX[first], cr.cG[first], 0)
+        if is_zero_view(cr.cEP) and is_zero_view(cr.cEQ):       # exact cuts
+            cuts[:, _ID] = self.cuts.register_float_cuts(pos, None, None, None, cuts[:, _P],
+                                                         cuts[:, _Q], None, None)
+        else:
+            cuts[:, _ID] = self.cuts.register_float_cuts(
+                pos, uj, gfs.L[uk, _ID].astype(np.int64), gfs.R[uk, _ID].astype(np.int64),
+                cuts[:, _P], cuts[:, _Q], cuts[:, _EP], cuts[:, _EQ])
+        total_c = int(cnt.sum())
+        rep = lambda x: np.repeat(x, cnt, axis=0)  # noqa: E731
+        inactive = np.logical_not(act, out=act)     # act is a fresh array: reuse it
+        del act
+
+        def masked(x: np.ndarray) -> np.ndarray:
+            """``x`` on every child, zero (+0.0) for the units inactive there."""
+            out = rep(x)
+            np.copyto(out, 0.0, where=inactive)
+            return out
+
+        if all_exact:
+            EA = EC = zeros_view(total_c, n)
+            NA = NC = zeros_view(total_c)
+        else:
+            # masking zeroes components of the error vectors: the 2-norms do not grow
+            EA = masked(gfs.EA)
+            EC = masked(gfs.EC)
+            NA, NC = rep(gfs.NA), rep(gfs.NC)
+        ends = None
+        if gfs is fs and (fs.ends is not None or np.array_equal(fs.R[:-1, _ID], fs.L[1:, _ID])):
+            if fs.ends is not None and is_zero_view(cr.cEP) and is_zero_view(cr.cEQ):
+                ends = fs.ends if not cuts.shape[0] else (
+                    max(fs.ends[0], float(np.abs(cuts[:, _P]).max())),
+                    max(fs.ends[1], float(np.abs(cuts[:, _Q]).max())),
+                    max(fs.ends[2], int(cuts[:, _G].max())))
+            # each cell's right end is the next one's left end (the same cut, the same row):
+            # the children's ends are one array, L and R two views of it
+            rows = np.empty((total_c + 1, fs.L.shape[1]))
+            if total_c == 2 * Kg and (m == 1).all():   # every cell cut once: L0, c0, L1, ...
+                pairs = rows[:-1].reshape(Kg, 2, -1)
+                pairs[:, 0] = gfs.L
+                pairs[:, 1] = cuts
+            else:
+                interleave(gfs.L, cuts, start, out=rows[:-1])
+            rows[-1] = fs.R[-1]
+            Lc, Rc = rows[:-1], rows[1:]
+        else:
+            Lc, Rc = interleave(gfs.L, cuts, start), interleave(gfs.R, cuts, start + m)
+        child = _FloatSet(A=masked(gfs.A), C=masked(gfs.C),
+                          EA=EA, EC=EC, NA=NA, NC=NC, L=Lc, R=Rc,
+                          gpos=np.arange(total_c, dtype=np.int64), ends=ends)
+        return child, cnt, gfs
+
+
+class Counter(_ReluSteps):
     """One run of the partition propagation on one network and one interval."""
 
-    def __init__(self, ops: list[Any], lo: Fraction, hi: Fraction) -> None:
+    def __init__(self, ops: list[Any], lo: Fraction, hi: Fraction,
+                 max_cells: int | None = None) -> None:
         self.ops = ops
+        self.max_cells = max_cells
         self.lo, self.hi = lo, hi
         self.stats = {"certified_signs": 0, "filtered_signs": 0, "expansion_signs": 0,
                       "exact_cells": 0, "replays": 0, "cells": 0}
@@ -502,11 +580,18 @@ class Counter:
         return self.cuts.exact_cut(cid)
 
     def run(self) -> CountResult:
+        try:
+            with no_hugepage_advice():
+                return self._run()
+        finally:
+            self.scratch = Scratch()       # the analysis keeps the counter: not its buffers
+
+    def _run(self) -> CountResult:
         P0, Q0, EP0, EQ0 = _endpoint_floats(self.lo)
         P1, Q1, EP1, EQ1 = _endpoint_floats(self.hi)
 
         def grid_pair(p: float, q: float) -> int:
-            return int(max(_float_grid(np.array([p]))[0], _float_grid(np.array([q]))[0]))
+            return int(max(float_grid(np.array([p]))[0], float_grid(np.array([q]))[0]))
 
         left = np.array([[P0, Q0, EP0, EQ0, grid_pair(P0, Q0), 0]], dtype=np.float64)
         right = np.array([[P1, Q1, EP1, EQ1, grid_pair(P1, Q1), 1]], dtype=np.float64)
@@ -515,6 +600,8 @@ class Counter:
                        gpos=np.array([0]))
         self.col_exact = np.array([True])
         self.col_grid = np.array([0], dtype=np.int64)
+        self.out_bound: tuple[np.ndarray, np.ndarray] | None = None
+        self.scratch = Scratch()
         es: _ExactSet | None = None
 
         for pos, op in enumerate(self.ops):
@@ -530,19 +617,9 @@ class Counter:
     def _float_linear(self, fs: _FloatSet, op: Linear) -> _FloatSet:
         K, n = fs.A.shape
         m = op.w.shape[0]
-        A = np.zeros((K, m))
-        C = np.zeros((K, m))
-        for i in range(n):
-            col = op.w[:, i]
-            if not col.any():
-                continue
-            A += fs.A[:, i:i + 1] * col
-            C += fs.C[:, i:i + 1] * col
-        C += op.b
-        # certification of exact columns
+        # certification of exact columns (from the inputs only)
         if K:
-            max_a = np.abs(fs.A).max(axis=0)
-            max_c = np.abs(fs.C).max(axis=0)
+            max_a, max_c = col_absmax(fs.A, self.scratch), col_absmax(fs.C, self.scratch)
         else:
             max_a = max_c = np.zeros(n)
         # a column matters unless it is certified exact and identically zero
@@ -558,15 +635,37 @@ class Counter:
             slack = _INFL * (1.0 + 2.0 * (n + 2) * _U)
             size_ok = np.ldexp(np.maximum(sa, sc) * slack, np.minimum(grid, 2000)) < _LIM
         col_exact = inputs_exact & size_ok & (grid <= _MAX_GRID)
-        if col_exact.all():
-            EA = np.zeros((K, m))
-            EC = np.zeros((K, m))
-            NA = np.zeros(K)
-            NC = np.zeros(K)
+        if col_exact.all() and K >= _BLAS_MIN_ROWS and (ctl := blas_controller()) is not None:
+            # every product and partial sum is exact in any order (and with FMA), so BLAS
+            # computes the exact values; on one thread
+            wt = np.ascontiguousarray(op.w.T)
+            with ctl.limit(limits=1, user_api="blas"):
+                A = fs.A @ wt
+                C = fs.C @ wt
+            A += 0.0                      # -0.0 -> +0.0, as the sums below give
+            C += op.b
         else:
-            EA, EC, NA, NC = _float_bounds(fs, op, col_exact)
+            A = np.zeros((K, m))
+            C = np.zeros((K, m))
+            tmp = np.empty((K, m))
+            for i in range(n):
+                col = op.w[:, i]
+                if not col.any():
+                    continue
+                A += np.multiply(fs.A[:, i:i + 1], col, out=tmp)
+                C += np.multiply(fs.C[:, i:i + 1], col, out=tmp)
+            del tmp
+            C += op.b
+        if col_exact.all():
+            EA = EC = zeros_view(K, m)
+            NA = NC = zeros_view(K)
+        else:
+            EA, EC, NA, NC = float_bounds(fs, op, col_exact)
         self.col_exact = col_exact
         self.col_grid = np.where(col_exact, grid, 0)
+        # rigorous bounds on every |A_j|, |C_j| of the output (its values are exact where
+        # certified): sums of |W_ji| max |h_i|, inflated for their own rounding
+        self.out_bound = (sa * slack, sc * slack)
         return fs.replace(A=A, C=C, EA=EA, EC=EC, NA=NA, NC=NC)
 
     def _exact_linear(self, es: _ExactSet, op: Linear, pos: int) -> _ExactSet:
@@ -586,7 +685,12 @@ class Counter:
         sL = sR = cr = None
         bad = np.zeros(K, dtype=bool)
         if K:
-            (sL, dL), (sR, dR) = (self._side_signs(fs, E, all_exact) for E in (fs.L, fs.R))
+            shared = self._shared_side_signs(fs) if all_exact else None
+            if shared is not None:
+                sL, sR = shared
+                dL = dR = np.ones((1, 1), dtype=bool)
+            else:
+                (sL, dL), (sR, dR) = (self._side_signs(fs, E, all_exact) for E in (fs.L, fs.R))
             if not (dL.all() and dR.all()):
                 bad = ~(dL.all(axis=1) & dR.all(axis=1))
             if not all_exact:
@@ -600,9 +704,20 @@ class Counter:
             es = moved if es is None or not len(es) else _concat_exact(es, moved)
             self.stats["exact_cells"] += len(moved)
         e_children = _exact_relu_children(self.cuts, es) if es is not None and len(es) else None
+        if self.max_cells is not None:
+            n_cuts = 0 if cr is None else (
+                int(cr.kk.shape[0]) if cr.newgroup is None else int(cr.newgroup.sum()))
+            cells = K - int(bad.sum()) + n_cuts + (
+                int(e_children[1].sum()) if e_children is not None else 0)
+            if cells > self.max_cells:
+                raise CellLimitError(cells, pos)
         # ---- the float set's children, then the global positions of all children
-        child, f_counts, f_parent_gpos, f_local, gfs = self._float_children(
+        child, f_counts, gfs = self._float_children(
             fs, bad, sL, sR, cr, pos, all_exact)
+        if e_children is None:
+            # no exact cells: the float cells are the whole partition, in order (child.gpos
+            # is already 0, 1, 2, ...)
+            return child, None
         total = len(gfs) + (len(es) if es is not None else 0)
         cnt_all = np.zeros(total, dtype=np.int64)
         if len(gfs):
@@ -611,120 +726,14 @@ class Counter:
             cnt_all[es.gpos] = e_children[1]
         off = np.cumsum(cnt_all) - cnt_all
         if len(child):
-            child.gpos = off[f_parent_gpos] + f_local
+            f_start = np.cumsum(f_counts) - f_counts
+            f_local = np.arange(len(child)) - np.repeat(f_start, f_counts)
+            child.gpos = off[np.repeat(gfs.gpos, f_counts)] + f_local
         new_es = None
         if e_children is not None:
             new_es, _, e_parent_gpos, e_local = e_children
             new_es.gpos = off[e_parent_gpos] + e_local
         return child, new_es
-
-    def _side_signs(self, fs: _FloatSet, E: np.ndarray,
-                    all_exact: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Signs (and whether decided) of every pre-activation at the cells' endpoints ``E``."""
-        ends_exact = (E[:, _EP] == 0) & (E[:, _EQ] == 0)
-        if all_exact and ends_exact.all():
-            # fast path: if the largest products of every column are certified, all
-            # products are exact and the signs of the rounded sums are exact
-            max_a = np.abs(fs.A).max(axis=0)
-            max_c = np.abs(fs.C).max(axis=0)
-            gmax = int(E[:, _G].max()) + self.col_grid
-            with np.errstate(over="ignore"):
-                ok = (np.ldexp(max_a * float(np.abs(E[:, _P]).max()), gmax) < _LIM) \
-                    & (np.ldexp(max_c * float(np.abs(E[:, _Q]).max()), gmax) < _LIM) \
-                    & (gmax <= _MAX_GRID)
-            if ok.all():
-                v = fs.A * E[:, _P, None] + fs.C * E[:, _Q, None]
-                self.stats["certified_signs"] += v.size
-                return np.sign(v).astype(np.int8), np.ones(v.shape, dtype=bool)
-        exact = self.col_exact[None, :] & ends_exact[:, None]
-        g = self.col_grid[None, :] + E[:, _G].astype(np.int64)[:, None]
-        return _sign_products(fs.A, E[:, _P, None], fs.C, E[:, _Q, None], fs.EA, E[:, _EP, None],
-                              fs.EC, E[:, _EQ, None], exact, g, g, self.stats)
-
-    def _crossings(self, fs: _FloatSet, sL: np.ndarray, sR: np.ndarray,
-                   bad: np.ndarray) -> _Crossings:
-        """The crossings in the good cells, sorted and grouped; cells whose crossings cannot be
-        ordered exactly are marked in ``bad`` (in place) and their crossings dropped."""
-        cross = (sL.astype(np.int16) * sR) < 0
-        cross &= ~bad[:, None]
-        kk, jj = np.nonzero(cross)                 # row-major: sorted by cell
-        sg = sR[kk, jj].astype(np.float64)         # the sign of A_j on the cell
-        cr = _Crossings(kk=kk, jj=jj, cP=-sg * fs.C[kk, jj], cQ=sg * fs.A[kk, jj],
-                        cEP=fs.EC[kk, jj], cEQ=fs.EA[kk, jj], cX=self.col_exact[jj],
-                        cG=self.col_grid[jj], newgroup=np.ones(kk.shape[0], dtype=bool))
-        if not (kk.shape[0] > 1 and np.any(kk[1:] == kk[:-1])):
-            return cr
-        # several crossings in some cells: sort them by their float value, then check every
-        # adjacent pair exactly (a wrong or undecided order -> exact set)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            key = cr.cP / cr.cQ
-        cr = cr.take(np.lexsort((key, cr.kk)))
-        ia = np.nonzero(cr.kk[1:] == cr.kk[:-1])[0]   # pair (ia, ia + 1) in the same cell
-        ib = ia + 1
-        both = cr.cX[ia] & cr.cX[ib]
-        gab = cr.cG[ia] + cr.cG[ib]
-        # sign(t_b - t_a) = sign(P_b Q_a - P_a Q_b); zero: one cut
-        d, dec = _sign_products(cr.cP[ib], cr.cQ[ia], -cr.cP[ia], cr.cQ[ib], cr.cEP[ib],
-                                cr.cEQ[ia], cr.cEP[ia], cr.cEQ[ib], both, gab, gab, self.stats)
-        wrong = ~dec | (d < 0)
-        if wrong.any():
-            bad[cr.kk[ia[wrong]]] = True
-        cr.newgroup[ib] = d != 0
-        return cr.take(~bad[cr.kk])
-
-    def _float_children(self, fs: _FloatSet, bad: np.ndarray, sL: Any, sR: Any, cr: Any,
-                        pos: int, all_exact: bool) -> tuple[_FloatSet, np.ndarray, np.ndarray,
-                                                             np.ndarray, _FloatSet]:
-        """The children of the good float cells: ``(child, counts, parent gpos, local index,
-        good cells)``."""
-        K, n = fs.A.shape
-        if bad.any():
-            good = np.nonzero(~bad)[0]
-            remap = np.full(K, -1, dtype=np.int64)
-            remap[good] = np.arange(good.shape[0])
-            ck = remap[cr.kk]
-            gfs = fs.take(good)
-            sL, sR = sL[good], sR[good]
-        else:
-            ck, gfs = (cr.kk if cr is not None else None), fs
-        Kg = len(gfs)
-        if not Kg:
-            empty = np.zeros(0, dtype=np.int64)
-            child = fs.take(empty)
-            return child, empty, empty, empty, child
-        newgroup, jj = cr.newgroup, cr.jj
-        u = np.cumsum(newgroup) - 1
-        m = np.bincount(ck[newgroup], minlength=Kg)
-        cnt, start, local, uoff = _children_layout(m)
-        rank = np.zeros((Kg, n), dtype=np.int64)
-        rank[ck, jj] = u - uoff[ck]
-        crossg = np.zeros((Kg, n), dtype=bool)
-        crossg[ck, jj] = True
-        act = _child_masks(crossg, rank, sL > 0, sR > 0, cnt, local)
-        # the new cuts (one per group of equal crossings), in (cell, position) order
-        uk, uj = ck[newgroup], jj[newgroup]
-        uX = cr.cX[newgroup]
-        cuts = np.column_stack([cr.cP[newgroup], cr.cQ[newgroup], cr.cEP[newgroup],
-                                cr.cEQ[newgroup], np.where(uX, cr.cG[newgroup], 0),
-                                np.zeros(uk.shape[0])])
-        cuts[:, _ID] = self.cuts.register_float_cuts(pos, uj, gfs.lid[uk], gfs.rid[uk],
-                                                     cuts[:, _P], cuts[:, _Q], cuts[:, _EP],
-                                                     cuts[:, _EQ])
-        total_c = local.shape[0]
-        rep = lambda x: np.repeat(x, cnt, axis=0)  # noqa: E731
-        if all_exact:
-            EA = EC = np.zeros((total_c, n))
-            NA = NC = np.zeros(total_c)
-        else:
-            # masking zeroes components of the error vectors: the 2-norms do not grow
-            EA = np.where(act, rep(gfs.EA), 0.0)
-            EC = np.where(act, rep(gfs.EC), 0.0)
-            NA, NC = rep(gfs.NA), rep(gfs.NC)
-        child = _FloatSet(A=np.where(act, rep(gfs.A), 0.0), C=np.where(act, rep(gfs.C), 0.0),
-                          EA=EA, EC=EC, NA=NA, NC=NC, L=_interleave(gfs.L, cuts, start),
-                          R=_interleave(gfs.R, cuts, start + m),
-                          gpos=np.zeros(total_c, dtype=np.int64))
-        return child, cnt, rep(gfs.gpos), local, gfs
 
     # ----------------------------------------------------------- final merge
     def _finish(self, fs: _FloatSet, es: _ExactSet | None) -> CountResult:
@@ -732,6 +741,8 @@ class Counter:
         ne = len(es) if es is not None else 0
         total = nf + ne
         self.stats["cells"] = total
+        if not ne:
+            return self._finish_float(fs)
         kind = np.zeros(total, dtype=np.int8)      # 0: float cell, 1: exact cell
         lid = np.zeros(total, dtype=np.int64)
         rid = np.zeros(total, dtype=np.int64)
@@ -759,11 +770,39 @@ class Counter:
                 exact_slopes[g] = hit
             return hit
 
-        change = _slope_changes(kind, slope_f, slope_e, exact_slope)
+        change = slope_changes(kind, slope_f, slope_e, exact_slope)
         bp_gpos = np.nonzero(change)[0]
         t_val, t_err = _cut_values(fs, es, total)
         return CountResult(int(bp_gpos.shape[0]) + 1, dict(self.stats), rid[bp_gpos],
                            t_val[bp_gpos].copy(), t_err[bp_gpos].copy())
+
+
+    def _finish_float(self, fs: _FloatSet) -> CountResult:
+        """:meth:`_finish` when every cell is a float cell (in order): no scattering, and the
+        breakpoints' values only where the slope changes."""
+        lid = fs.L[:, _ID]                          # float64 ids (exact integers)
+        slope_f, slope_e = fs.A[:, 0], fs.EA[:, 0]
+        exact_slopes: dict[int, Fraction] = {}
+
+        def exact_slope(g: int) -> Fraction:
+            hit = exact_slopes.get(g)
+            if hit is None:
+                if slope_e[g] == 0:
+                    hit = Fraction(float(slope_f[g]))
+                else:
+                    hit = self.cuts.exact_slope(int(lid[g]), int(fs.R[g, _ID]))
+                exact_slopes[g] = hit
+            return hit
+
+        if is_zero_view(slope_e) and np.isfinite(slope_f).all():
+            change = slope_f[:-1] != slope_f[1:]    # exact slopes: equal iff equal floats
+        else:
+            change = slope_changes(np.zeros(len(fs), dtype=np.int8), slope_f, slope_e,
+                                    exact_slope)
+        bp_rows = fs.R[np.nonzero(change)[0]]
+        val, err = end_values(bp_rows)
+        return CountResult(int(bp_rows.shape[0]) + 1, dict(self.stats),
+                           bp_rows[:, _ID].astype(np.int64), val, err)
 
 
 def _to_exact_set(cuts: CutRegistry, fs: _FloatSet, pos: int) -> _ExactSet:
@@ -811,9 +850,9 @@ def _exact_relu_children(registry: CutRegistry, es: _ExactSet) -> tuple[
             rank[k, j] = where[t]
         m[k] = len(ts)
         cuts.extend(ts)
-    cnt, start, local, uoff = _children_layout(m)
+    cnt, start, local, uoff = children_layout(m)
     parent = np.repeat(np.arange(K), cnt)
-    act = _child_masks(cross, rank, sL > 0, sR > 0, cnt, local)
+    act = child_masks(cross, rank, sL > 0, sR > 0, cnt, local)
     ids = registry.register_exact_cuts(cuts)
     first = local == 0
     last = local == m[parent]
@@ -830,41 +869,12 @@ def _exact_relu_children(registry: CutRegistry, es: _ExactSet) -> tuple[
     return child, m + 1, es.gpos[parent], local
 
 
-def _slope_changes(kind: np.ndarray, slope_f: np.ndarray, slope_e: np.ndarray,
-                   exact_slope: Any) -> np.ndarray:
-    """Whether the output slope changes between adjacent cells: exactly equal float slopes,
-    float slopes farther apart than their bounds, else the exact slopes."""
-    total = kind.shape[0]
-    change = np.zeros(max(total - 1, 0), dtype=bool)
-    if total > 1:
-        both_float = (kind[:-1] == 0) & (kind[1:] == 0)
-        a1, a2 = slope_f[:-1], slope_f[1:]
-        e1, e2 = slope_e[:-1], slope_e[1:]
-        with np.errstate(invalid="ignore", over="ignore"):
-            diff = a1 - a2
-            exact_pair = both_float & (e1 == 0) & (e2 == 0) & np.isfinite(a1) & np.isfinite(a2)
-            differ = both_float & ~exact_pair & (
-                np.abs(diff) * (1 - 2 * _U) > (e1 + e2) * _INFL + _TINY)
-        change[exact_pair] = a1[exact_pair] != a2[exact_pair]
-        change[differ] = True
-        undecided = np.nonzero(~exact_pair & ~differ)[0]
-        for g in undecided.tolist():
-            change[g] = exact_slope(g) != exact_slope(g + 1)
-    return change
-
-
 def _cut_values(fs: _FloatSet, es: _ExactSet | None, total: int) -> tuple[np.ndarray, np.ndarray]:
     """Float64 values and error bounds of every cut of the final partition (right ends)."""
     t_val = np.zeros(total)
     t_err = np.zeros(total)
     if len(fs):
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            rp, rq, rep_, req_ = (fs.R[:, c] for c in (_P, _Q, _EP, _EQ))
-            val = rp / rq
-            qmin = rq - req_
-            err = np.where(qmin > 0, (rep_ + np.abs(val) * req_) / qmin, np.inf)
-            err = err * _INFL + 2 * _U * np.abs(val) + _TINY
-            err = np.where((rep_ == 0) & (req_ == 0), _U * np.abs(val) + 2.0**-1073, err)
+        val, err = end_values(fs.R)
         t_val[fs.gpos] = val
         t_err[fs.gpos] = err
     if es is not None and len(es):

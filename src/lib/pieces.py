@@ -48,8 +48,9 @@ ways that applies:
   is an integer multiple of ``2^-g`` below ``2^53`` in those units, so float64 computes it
   without rounding, whatever the summation order.  Likewise a product ``A_j P`` of certified
   numbers below ``2^(53 - g_A - g_P)`` is exact, and the *sign* of a rounded sum of two exact
-  products is exact.  The sawtooth and Yarotsky networks (dyadic weights with few bits) run
-  entirely in this mode; that is what makes 2^20 pieces take about a second.
+  products is exact (so certified layers may use BLAS: any order of exact sums is exact).  The
+  sawtooth and Yarotsky networks (dyadic weights with few bits) run entirely in this mode;
+  that is what makes 2^20 pieces take about half a second (about 2e6 pieces per second).
 * **Rigorous error bounds.**  Otherwise each float64 number carries a bound on its distance
   from the exact value: ``|fl(sum_i w_i a_i) - sum_i w_i a_i| <= gamma_n sum_i |w_i a_i|``
   with ``gamma_n = n u/(1 - n u)``, ``u = 2^-53`` (Higham, *Accuracy and Stability of
@@ -108,12 +109,13 @@ import torch
 from torch import nn
 
 from lib import fp, nets
-from lib._counting import UNIT_ROUNDOFF, Counter, read_ops
+from lib._counting import (RELU, UNIT_ROUNDOFF, CellLimitError, Counter, read_ops,
+                           relu_widths_of)
 from lib.exact import (check_count, check_interval, check_widths, exact_weights,
                        linear_relu_layers)
 
 __all__ = [
-    "PieceAnalysis", "piece_analysis", "count_pieces", "breakpoints", "breakpoints_exact",
+    "MAX_PIECES", "PieceAnalysis", "piece_analysis", "count_pieces", "breakpoints", "breakpoints_exact",
     "piece_widths", "VISIBLE_FRACTION", "tooth_width", "visible_width", "count_visible",
     "relu_widths", "piece_bound", "piece_bounds", "grid_count",
     "reference_breakpoints", "reference_count_pieces",
@@ -121,6 +123,27 @@ __all__ = [
 ]
 
 _U = UNIT_ROUNDOFF
+
+MAX_PIECES = 2**24
+"""Default size guard of the exact counter (``max_pieces=``): at most this many cells
+(16,777,216, the pieces of ``sawtooth_net(24)``; about 300 bytes of memory each at the peak).
+
+Before any work the counter computes the product bound ``prod (n_l + 1)`` (:func:`piece_bound`);
+if it is at most ``max_pieces`` the count runs unguarded (it cannot exceed the bound).  Otherwise
+(the bound is far above the true count for most networks: ``4^L`` for the sawtooth's ``2^L``,
+``129^16`` for a random 16 x 128 net with a few thousand pieces) the partition is checked at
+every ReLU layer, before the children of its cells are allocated, and the count stops with a
+``ValueError`` naming the cap and the override as soon as it would exceed ``max_pieces``
+cells (cells >= pieces: adjacent cells with equal slopes merge at the end).  So a count never
+allocates more than about ``max_pieces`` cells, and the work before a refusal is at most
+that of a count of ``max_pieces`` pieces.  ``max_pieces=None`` removes the guard.
+"""
+
+
+def _check_max_pieces(max_pieces: Any) -> int | None:
+    if max_pieces is None:
+        return None
+    return check_count(max_pieces, "max_pieces")
 
 
 def _layers(net: Any) -> list[nn.Module]:
@@ -210,36 +233,57 @@ class PieceAnalysis:
 # =====================================================================================
 # Public API
 # =====================================================================================
-def piece_analysis(net: nn.Sequential, interval: Any = (0.0, 1.0)) -> PieceAnalysis:
+def piece_analysis(net: nn.Sequential, interval: Any = (0.0, 1.0), *,
+                   max_pieces: int | None = MAX_PIECES) -> PieceAnalysis:
     """Exact pieces of ``net`` on ``interval``: count, breakpoints, widths and diagnostics.
 
     ``net``: ``nn.Sequential`` of ``nn.Linear``/``nn.ReLU`` (any order, consecutive Linear
     layers allowed, any widths, weights of any floating dtype and device) with one input and
     one output.  ``interval``: ``(lo, hi)`` with ``lo < hi`` (floats, ints or Fractions,
     converted exactly).  See the module docstring for the algorithm and why it is exact.
+    Size guard: ``max_pieces`` (default :data:`MAX_PIECES` ``= 2^24``; ``None``: no guard)
+    caps the cells of the partition; where the product bound exceeds it, the count raises
+    ``ValueError`` as soon as the partition would outgrow it (see :data:`MAX_PIECES`).
     """
     ops = read_ops(_layers(net))
     lo, hi = _interval(interval)
-    counter = Counter(ops, lo, hi)
+    cap = _check_max_pieces(max_pieces)
+    bound = piece_bound(relu_widths_of(ops))
+    guard = cap if cap is not None and bound > cap else None
+    counter = Counter(ops, lo, hi, max_cells=guard)
     # overflow and invalid operations only produce inf/NaN, which no filter accepts: such
     # cells go to the rational fallback, so the warnings carry no information here
-    with np.errstate(all="ignore"):
-        res = counter.run()
+    try:
+        with np.errstate(all="ignore"):
+            res = counter.run()
+    except CellLimitError as e:
+        raise ValueError(
+            f"max_pieces={cap:,}: the exact count of this network on [{float(lo)!r}, "
+            f"{float(hi)!r}] would need {e.cells:,} cells after ReLU layer "
+            f"{sum(op is RELU for op in ops[:e.pos + 1])} (more than max_pieces; its product bound "
+            f"prod(n_l + 1) = {bound:,} exceeds max_pieces, so the count was guarded); pass "
+            f"max_pieces=<a larger int> or max_pieces=None to count it (about 300 bytes of "
+            f"memory per cell)") from None
     return PieceAnalysis(res.count, (lo, hi), res.stats, counter, res.bp_ids, res.bp_val,
                          res.bp_err)
 
 
-def count_pieces(net: nn.Sequential, interval: Any = (0.0, 1.0)) -> int:
+def count_pieces(net: nn.Sequential, interval: Any = (0.0, 1.0), *,
+                 max_pieces: int | None = MAX_PIECES) -> int:
     """Number of maximal affine pieces of ``net`` on ``interval``, exact for the stored weights.
 
     Adjacent intervals with the same affine map count as one piece.  Raises ``TypeError`` for
     layers other than ``nn.Linear``/``nn.ReLU`` and ``ValueError`` for an empty or reversed
-    interval or a non-scalar input or output.
+    interval or a non-scalar input or output, and for a count that would need more than
+    ``max_pieces`` cells (default :data:`MAX_PIECES` ``= 2^24``, checked only where the
+    product bound :func:`piece_bound` exceeds it; ``None``: no guard).  About ``2e6``
+    pieces per second on one core for the sawtooth.
     """
-    return piece_analysis(net, interval).count
+    return piece_analysis(net, interval, max_pieces=max_pieces).count
 
 
-def breakpoints(net: nn.Sequential, interval: Any = (0.0, 1.0)) -> np.ndarray:
+def breakpoints(net: nn.Sequential, interval: Any = (0.0, 1.0), *,
+                max_pieces: int | None = MAX_PIECES) -> np.ndarray:
     """Sorted float64 array of the breakpoints of ``net`` strictly inside ``interval``.
 
     Its length is always ``count_pieces(net, interval) - 1``.  Each value is the exact
@@ -249,25 +293,29 @@ def breakpoints(net: nn.Sequential, interval: Any = (0.0, 1.0)) -> np.ndarray:
     whose rigorous error bound is at most ``2^-32 max(1, |t|)`` (where the bound is larger,
     the exact breakpoint is computed and rounded).  Distinct breakpoints closer than that may
     share a value (the array is made non-decreasing); :func:`breakpoints_exact` gives the
-    exact ones.
+    exact ones.  ``max_pieces``: the size guard of :func:`piece_analysis`.
     """
-    return piece_analysis(net, interval).breakpoints
+    return piece_analysis(net, interval, max_pieces=max_pieces).breakpoints
 
 
-def breakpoints_exact(net: nn.Sequential, interval: Any = (0.0, 1.0)) -> list[Fraction]:
-    """The breakpoints of ``net`` strictly inside ``interval`` as exact ``Fraction`` values."""
-    return piece_analysis(net, interval).breakpoints_exact()
+def breakpoints_exact(net: nn.Sequential, interval: Any = (0.0, 1.0), *,
+                      max_pieces: int | None = MAX_PIECES) -> list[Fraction]:
+    """The breakpoints of ``net`` strictly inside ``interval`` as exact ``Fraction`` values
+    (``max_pieces``: the size guard of :func:`piece_analysis`)."""
+    return piece_analysis(net, interval, max_pieces=max_pieces).breakpoints_exact()
 
 
-def piece_widths(net: nn.Sequential, interval: Any = (0.0, 1.0)) -> np.ndarray:
+def piece_widths(net: nn.Sequential, interval: Any = (0.0, 1.0), *,
+                 max_pieces: int | None = MAX_PIECES) -> np.ndarray:
     """Float64 widths of the pieces of ``net`` on ``interval``, left to right.
 
     ``len == count_pieces(net, interval)``; each width has relative error below ``2^-20``
     (computed from the exact breakpoints where float64 values are not accurate enough), so
     ``(piece_widths(net, I) > tau).sum()`` counts the pieces wider than ``tau`` reliably
-    unless a width lies within that relative distance of ``tau``.
+    unless a width lies within that relative distance of ``tau``.  ``max_pieces``: the size
+    guard of :func:`piece_analysis`.
     """
-    return piece_analysis(net, interval).widths()
+    return piece_analysis(net, interval, max_pieces=max_pieces).widths()
 
 
 VISIBLE_FRACTION = Fraction(1, 4)
