@@ -146,3 +146,27 @@ def test_run_chapter_records_a_changed_verdict_at_paper_scale(tmp_path):
         record.run_chapter(tmp_path / "missing.md", "paper")
     with pytest.raises(ValueError, match="profile"):
         record.run_chapter(path, "huge")
+
+
+def test_merge_records_takes_each_parts_chapters_with_their_provenance():
+    base = record.merge(None, [
+        {"chapter": "sawtooth", "ledger": _ledger("sawtooth", {"saw-a": 0.5}),
+         "runtime_s": 10.0, "status": "ok", "error": ""},
+        {"chapter": "pieces", "ledger": _ledger("pieces", {"pieces-a": 0.5}),
+         "runtime_s": 20.0, "status": "ok", "error": ""},
+    ], profile="paper", commit="c1", created="d1", machine="m")
+    part = record.merge(None, [
+        {"chapter": "pieces", "ledger": _ledger("pieces", {"pieces-a": 0.7, "pieces-b": 0.1}),
+         "runtime_s": 30.0, "status": "ok", "error": ""},
+    ], profile="paper", commit="c2", created="d2", machine="m2")
+    merged = record.merge_records(base, [part])
+    assert sorted(c["id"] for c in merged["claims"]) == ["pieces-a", "pieces-b", "saw-a"]
+    assert merged["chapters"]["pieces"]["runtime_s"] == 30.0
+    assert merged["chapters"]["pieces"]["hardware"] == "m2"
+    assert merged["chapters"]["sawtooth"]["commit"] == "c1"
+    assert merged["commit"] == "c2"
+    quick = dict(part, profile="quick")
+    with pytest.raises(ValueError, match="profiles"):
+        record.merge_records(base, [quick])
+    with pytest.raises(ValueError, match="parts"):
+        record.merge_records(base, [])

@@ -171,6 +171,45 @@ def merge(
     }
 
 
+
+def merge_records(record: dict[str, Any] | None, parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``record`` with the chapters of each of ``parts`` (records of some chapters, e.g. run
+    one per process by ``--jobs``) replaced: their claims and their provenance as recorded."""
+    if not parts:
+        raise ValueError("parts must hold at least one record")
+    profiles = {part.get("profile") for part in parts} | ({record["profile"]} if record else set())
+    if len(profiles) != 1:
+        raise ValueError(f"the records are of different profiles: {sorted(map(str, profiles))}")
+    out = dict(record) if record else {"book": BOOK_TITLE, "profile": parts[0]["profile"],
+                                       "claims": [], "chapters": {}}
+    for part in parts:
+        done = set(part.get("chapters", {}))
+        out["claims"] = [c for c in out.get("claims", []) if c["chapter"] not in done] + [
+            c for c in part["claims"] if c["chapter"] in done]
+        out["chapters"] = {**{k: v for k, v in out.get("chapters", {}).items() if k not in done},
+                           **part["chapters"]}
+        out["commit"], out["created"] = part["commit"], part["created"]
+    _claims.check_unique(out["claims"])
+    return out
+
+
+def _run_in_processes(chapters: Sequence[Path], args: Any, jobs: int, tmp: Path) -> list[int]:
+    """Each chapter by ``python -m lib.record CHAPTER --out tmp/NAME.json`` in its own process,
+    ``jobs`` at a time, each with one OpenMP/torch thread; return their exit statuses."""
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    def one(chapter: Path) -> int:
+        cmd = [sys.executable, "-m", "lib.record", str(chapter), "--profile", args.profile,
+               "--timeout", str(args.timeout), "--out", str(tmp / f"{chapter.stem}.json")]
+        return subprocess.run(cmd, env=env, check=False).returncode
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, chapters))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lib.record", description=__doc__.split("\n\n")[0]
@@ -179,12 +218,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", default="paper", choices=PROFILES)
     parser.add_argument("--out", default=None, help=f"default: results/<profile>/claims.json")
     parser.add_argument("--timeout", type=int, default=7200, help="seconds per cell")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="chapters run at once, each in its own process with one thread")
+    parser.add_argument("--merge", nargs="+", metavar="RECORD", default=None,
+                        help="merge these records of some chapters into --out; run nothing")
     args = parser.parse_args(argv)
     root = Path.cwd()
+    out = Path(args.out) if args.out else PAPER_RECORD.parent.parent / args.profile / "claims.json"
+    if args.merge:
+        merged = merge_records(load_record(out), [load_record(p) or {} for p in args.merge])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(merged, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        print(f"[lib.record] merged {len(args.merge)} records into {out}: "
+              f"{len(merged['claims'])} claims")
+        return 0
     chapters = [Path(c) for c in args.chapters] or toc_chapters(root)
     if not chapters:
         parser.error("no chapters to run (run from the repository's root)")
-    out = Path(args.out) if args.out else PAPER_RECORD.parent.parent / args.profile / "claims.json"
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.jobs > 1 and len(chapters) > 1:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            codes = _run_in_processes(chapters, args, args.jobs, Path(tmp))
+            parts = [load_record(Path(tmp) / f"{c.stem}.json") for c in chapters]
+            merged = merge_records(load_record(out), [p for p in parts if p])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(merged, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        print(f"[lib.record] wrote {out}: {len(merged['claims'])} claims")
+        return 0 if all(code == 0 for code in codes) else 1
     commit, machine = git_commit(root), hardware()
     runs = []
     for chapter in chapters:
