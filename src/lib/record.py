@@ -107,7 +107,7 @@ def run_chapter(path: Path | str, profile: str, timeout: int = 7200,
         try:
             client.execute()
         except CellExecutionError as exc:
-            status, error = "error", str(exc).strip().splitlines()[-1][:500]
+            status, error = "error", _error_tail(str(exc))
         finally:
             if km.has_kernel:
                 km.shutdown_kernel(now=False)
@@ -122,6 +122,15 @@ def run_chapter(path: Path | str, profile: str, timeout: int = 7200,
         "status": status,
         "error": error,
     }
+
+
+def _error_tail(text: str, lines: int = 12) -> str:
+    """The last ``lines`` lines of a cell's traceback, without terminal colours (the line
+    that raised and the exception, not only the exception's name)."""
+    import re
+
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text).strip().splitlines()
+    return "\n".join(plain[-lines:])[-2000:]
 
 
 def _progress(name: str, start: float) -> Any:
