@@ -253,3 +253,36 @@ def test_consistency_checks_are_marked():
     assert record(ledger, "saw-b", 1.0).as_json()["consistency"] is False
     with pytest.raises(TypeError, match="consistency"):
         record(ledger, "saw-c", 1.0, consistency="yes")
+
+
+def test_table_shows_the_paper_verdict_and_flags_a_difference(tmp_path, monkeypatch):
+    """With a paper record of the chapter, the table gains a column: the same verdict, a
+    differing one in bold with the paper run's measured values, or 'not run'; a record without
+    the chapter, or none, leaves the five columns.  The record is found from the working
+    directory upwards (chapters run in book/)."""
+    ledger = Ledger("sawtooth")
+    record(ledger, "saw-a", 1.0)
+    record(ledger, "saw-b", 1.0)
+    record(ledger, "saw-c", 1.0)
+    paper = {"profile": "paper", "chapters": {"sawtooth": {}},
+             "claims": [dict(ledger.as_json()[0]),
+                        dict(ledger.as_json()[1], verdict="fails", measured={"q": 7.25})]}
+    text = ledger.table(publish=False, paper=paper)._repr_markdown_()
+    lines = text.strip().splitlines()
+    assert lines[0].endswith("| verdict | at paper scale |")
+    assert lines[2].endswith("| holds |")
+    assert "**fails** (differs; measured there: q = 7.25)" in lines[3]
+    assert lines[4].endswith("| not run at paper scale |")
+    assert all(line.count(" | ") == 5 for line in lines[2:])
+    other = dict(paper, chapters={"pieces": {}})
+    assert "at paper scale" not in ledger.table(publish=False, paper=other)._repr_markdown_()
+    assert "at paper scale" not in ledger.table(publish=False, paper=None)._repr_markdown_()
+    # "auto": results/paper/claims.json above the working directory
+    (tmp_path / "results" / "paper").mkdir(parents=True)
+    (tmp_path / "results" / "paper" / "claims.json").write_text(json.dumps(paper))
+    (tmp_path / "book").mkdir()
+    monkeypatch.chdir(tmp_path / "book")
+    assert "**fails** (differs" in ledger.table(publish=False)._repr_markdown_()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TypeError, match="paper"):
+        ledger.table(publish=False, paper={"no": "claims"})

@@ -61,7 +61,9 @@ def library_root() -> Path:
 
 
 def library_key(root: Path | None = None, profile: str | None = None) -> str:
-    """Hex digest (16 characters) of the library source, the profile and package versions."""
+    """Hex digest (16 characters) of the library source, the profile, package versions and
+    the committed paper-scale record (``results/paper/claims.json`` next to ``src/``, whose
+    verdicts the chapters' ledger tables show)."""
     root = library_root() if root is None else Path(root)
     if not root.is_dir():
         raise ValueError(f"root must be a directory, got {root}")
@@ -74,6 +76,10 @@ def library_key(root: Path | None = None, profile: str | None = None) -> str:
         digest.update(b"\0")
         digest.update(path.read_bytes())
         digest.update(b"\0")
+    # the chapters' ledger tables show the committed paper-scale record's verdicts
+    record = root.parent.parent / "results" / "paper" / "claims.json"
+    if record.is_file():
+        digest.update(b"paper-record\0" + record.read_bytes() + b"\0")
     digest.update(f"profile={profile}\0python={platform.python_version()}\0".encode())
     for dist in KEYED_DISTRIBUTIONS:
         try:

@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from numbers import Integral, Real
+from pathlib import Path
 from typing import Any
 
 VERDICTS: tuple[str, ...] = ("holds", "fails", "vacuous", "not testable")
@@ -533,11 +534,17 @@ class Ledger:
         """The "What we verified" table (MyST Markdown)."""
         return claims_table(self.as_json())
 
-    def table(self, publish: bool = True) -> "LedgerTable":
-        """Render the table; with ``publish`` also glue the ledger for the book build."""
+    def table(self, publish: bool = True, paper: Any = "auto") -> "LedgerTable":
+        """Render the table; with ``publish`` also glue the ledger for the book build.
+
+        ``paper``: the paper-scale record (a record dict, a path, ``None`` for none, or
+        ``"auto"``: ``results/paper/claims.json`` of the repository around the working
+        directory).  When it holds this chapter, the table gains a column with each claim's
+        verdict at paper scale, and where it differs, the paper run's measured values.
+        """
         if not self.claims:
             raise ValueError("the ledger is empty: record claims before rendering the table")
-        table = LedgerTable(self.chapter, self.as_json())
+        table = LedgerTable(self.chapter, self.as_json(), paper_claims(paper, self.chapter))
         if publish:
             from myst_nb import glue
 
@@ -548,12 +555,14 @@ class Ledger:
 class LedgerTable:
     """Displays as the Markdown table; its JSON form is the chapter's ledger."""
 
-    def __init__(self, chapter: str, claims: list[dict[str, Any]]) -> None:
+    def __init__(self, chapter: str, claims: list[dict[str, Any]],
+                 paper: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.chapter = chapter
         self.claims = claims
+        self.paper = paper
 
     def _repr_markdown_(self) -> str:
-        return claims_table(self.claims)
+        return claims_table(self.claims, self.paper)
 
     def as_json(self) -> dict[str, Any]:
         return {"chapter": self.chapter, "claims": self.claims}
@@ -629,12 +638,52 @@ def render_measured(measured: Mapping[str, Any]) -> str:
     return "; ".join(f"{k} = {format_value(value(v))}" for k, v in measured.items()) or "none"
 
 
-def claims_table(claims: Iterable[Mapping[str, Any]]) -> str:
-    """Markdown table: claim (id), source, measured, criterion, verdict."""
+RECORD_PATH = Path("results") / "paper" / "claims.json"
+
+
+def paper_claims(paper: Any, chapter: str) -> dict[str, dict[str, Any]] | None:
+    """This chapter's claims in the paper-scale record, by id (None without a record of it).
+
+    ``paper``: a record dict, a path to one, ``None``, or ``"auto"`` (``results/paper/
+    claims.json`` in the working directory or the nearest parent that has one)."""
+    if paper is None:
+        return None
+    if isinstance(paper, str) and paper == "auto":
+        here = Path.cwd().resolve()
+        found = [d / RECORD_PATH for d in (here, *here.parents) if (d / RECORD_PATH).is_file()]
+        if not found:
+            return None
+        paper = found[0]
+    if isinstance(paper, (str, Path)):
+        paper = json.loads(Path(paper).read_text(encoding="utf-8"))
+    if not isinstance(paper, Mapping) or not isinstance(paper.get("claims"), list):
+        raise TypeError("paper must be a record with a 'claims' list, a path, None or 'auto'")
+    if chapter not in paper.get("chapters", {}):
+        return None
+    return {c["id"]: dict(c) for c in paper["claims"] if c.get("chapter") == chapter}
+
+
+def _paper_cell(c: Mapping[str, Any], paper: Mapping[str, Mapping[str, Any]]) -> str:
+    theirs = paper.get(c["id"])
+    if theirs is None:
+        return "not run at paper scale"
+    if theirs["verdict"] == c["verdict"]:
+        return theirs["verdict"]
+    return (f"**{theirs['verdict']}** (differs; measured there: "
+            f"{render_measured(theirs['measured'])})")
+
+
+def claims_table(claims: Iterable[Mapping[str, Any]],
+                 paper: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """Markdown table: claim (id), source, measured, criterion, verdict; with ``paper``
+    (claims of the paper-scale record by id) a last column, the verdict at paper scale."""
     rows = [
         "| claim | source | measured | criterion | verdict |",
         "|---|---|---|---|---|",
     ]
+    if paper is not None:
+        rows = ["| claim | source | measured | criterion | verdict | at paper scale |",
+                "|---|---|---|---|---|---|"]
     for c in claims:
         criterion = c["criterion"]["text"]
         note = c.get("note") or ""
@@ -650,6 +699,7 @@ def claims_table(claims: Iterable[Mapping[str, Any]]) -> str:
                     render_measured(c["measured"]),
                     criterion,
                     render_verdict(c),
+                    *((_paper_cell(c, paper),) if paper is not None else ()),
                 )
             )
             + " |"
