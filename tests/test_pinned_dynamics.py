@@ -194,17 +194,10 @@ def test_curvature_along_a_quartic_flow_against_the_closed_form() -> None:
 def test_least_squares_flow_rows_and_loss_match_expm() -> None:
     """``w(t) = w* + expm(-tH)(w0 - w*)``, ``H = 2 X^T X / n`` (scipy.linalg.expm), and the
     reported loss equals ``mean((X w(t) - y)^2)`` at that closed-form ``w(t)``."""
-    g = torch.Generator().manual_seed(4)
-    n, d = 30, 4
-    x = torch.randn(n, d, generator=g, dtype=torch.float64)
-    y = torch.randn(n, 1, generator=g, dtype=torch.float64)
-    model = nn.Linear(d, 1, bias=False).double()
-    with torch.no_grad():
-        model.weight.copy_(torch.randn(1, d, generator=g, dtype=torch.float64))
+    from test_flows import _least_squares
+
+    model, _, x, y, H, w_star, w0 = _least_squares(seed=4, n=30, d=4)
     X, Y = x.numpy(), y.numpy()[:, 0]
-    H = 2 * X.T @ X / n
-    w_star = np.linalg.lstsq(X, Y, rcond=None)[0]
-    w0 = model.weight.detach().numpy()[0].copy()
     times = np.array([0.0, 0.5, 2.0, 7.0])
     traj = flows.gradient_flow(model, nn.MSELoss(), x, y, times, rtol=1e-12, atol=1e-14)
     exact = np.array([w_star + expm(-H * t) @ (w0 - w_star) for t in times])
