@@ -558,3 +558,62 @@ def test_step_size_from_gram_takes_what_hessian_returns() -> None:
         approx.step_size_from_gram(1.0, fraction=True)
     with pytest.raises(ValueError, match="top_eigenvalue"):
         approx.step_size_from_gram(math.nan)
+
+
+# --------------------------------------------------------------------------- guards (issue 19)
+def _sq(x, derivative=0):
+    x = np.asarray(x)
+    return x**2 if derivative == 0 else 2 * x if derivative == 1 else 2 + 0 * x
+
+
+@pytest.mark.parametrize("call", [
+    lambda: approx.adapted_knots(lambda x: torch.ones_like(x), 10**9, (0.0, 1.0)),
+    lambda: approx.adapted_knots(lambda x: torch.ones_like(x), 3, (0.0, 1.0), panels=10**9),
+    lambda: approx.balanced_configuration(_sq, 10**9, 8),
+    lambda: approx.balanced_configuration(_sq, 3, 10**9),
+    lambda: approx.model_upper_bound(_sq, 10**9),
+    lambda: approx.yarotsky_l2_error_sq_exact(approx.MAX_EXACT_M + 1),
+    lambda: approx.spline_projection(lambda x: x, [0.0, 1.0], subdivide=10**9),
+    lambda: approx.pl_l2_error(lambda x: x, lambda x: x, (0.0, 1.0), subdivide=10**9),
+    lambda: approx.train_breakpoint_nets(lambda x: x, 3, 10**9, 2, [2]),
+    lambda: approx.train_relu_ensemble([4], 10**9, 0, lambda x: x, data.quadrature(8), 2),
+])
+def test_size_guards_refuse_before_work(call) -> None:
+    """Sizes above the documented MAX_* constants raise ValueError at once (the contract
+    itself is the oracle)."""
+    with pytest.raises(ValueError, match="size guard"):
+        call()
+
+
+def test_panels_guard_names_panels_per_width() -> None:
+    with pytest.raises(ValueError, match="panels_per_width"):
+        approx.train_breakpoint_nets(lambda x: x, 1024, 1, 2, [2], panels_per_width=10**6)
+
+
+def test_guards_admit_the_chapters_sizes() -> None:
+    """Chapter sizes pass; the exact L2 error equals the closed form 16^-m / 30."""
+    assert approx.yarotsky_l2_error_sq_exact(3) == Fraction(1, 30 * 16**3)
+    assert approx.MAX_WIDTH >= 1024 and approx.MAX_MEMBERS >= 49 and approx.MAX_EXACT_M >= 10
+
+
+def test_nan_data_is_refused_or_nan() -> None:
+    """NaN nodes/breakpoints, NaN inputs of ntk_gram and NaN quadrature weights raise a
+    ValueError naming the argument; a NaN residual gives NaN (numpy propagation)."""
+    q = data.quadrature(8, interval=(-1.0, 1.0))
+    x, w = q.nodes.numpy(), q.weights.numpy()
+    bp = np.array([-0.5, 0.5])
+    with pytest.raises(ValueError, match="breakpoints"):
+        approx.linearised_floor(np.array([np.nan, 0.5]), x, w, x**2)
+    with pytest.raises(ValueError, match="nodes"):
+        approx.linearised_floor(bp, np.where(np.arange(x.size) == 3, np.nan, x), w, x**2)
+    with pytest.raises(TypeError, match="residual"):
+        approx.linearised_floor(bp, x, w, "x")
+    assert math.isnan(approx.linearised_floor(bp, x, w, np.full(x.size, np.nan)))
+    net = approx.BreakpointNet(torch.linspace(-0.5, 0.5, 3, dtype=torch.float64),
+                               torch.ones(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="inputs"):
+        approx.ntk_gram(net, torch.tensor([0.1, math.nan], dtype=torch.float64))
+    with pytest.raises(ValueError, match="weights"):
+        approx.quadrature_loss(torch.tensor([0.5, math.nan], dtype=torch.float64))
+    with pytest.raises(ValueError, match="weights"):
+        approx.quadrature_loss(torch.zeros(0, dtype=torch.float64))

@@ -269,3 +269,22 @@ def test_quadrature_integrate_checks_values_and_keeps_nan() -> None:
     for bad in (rule.nodes.tolist(), torch.ones(rule.n, dtype=torch.int64), torch.tensor(1.0)):
         with pytest.raises((TypeError, ValueError), match="values"):
             rule.integrate(bad)
+
+
+# --------------------------------------------------------------------------- guards (issue 19)
+@pytest.mark.parametrize("lo, hi", [(np.zeros(0), np.array([0.5, 1.0])),
+                                    (np.zeros((1, 2, 1)), np.array([0.5, 1.0])),
+                                    (np.array([0.0, 0.5]), np.array([1.0]))])
+def test_gauss_legendre_refuses_mis_shaped_cells(lo, hi) -> None:
+    with pytest.raises(ValueError, match="lo and hi"):
+        data.gauss_legendre(lo, hi, 2)
+
+
+def test_composite_rule_names_bad_arguments() -> None:
+    lo, hi = np.array([0.0, 0.5]), np.array([0.5, 1.0])
+    with pytest.raises(ValueError, match="ref_x and ref_w"):
+        data.composite_rule(lo, hi, np.zeros(0), np.zeros(0))
+    with pytest.raises(TypeError, match="lo"):
+        data.composite_rule("x", hi, np.zeros(1), np.full(1, 2.0))
+    x, w = data.composite_rule(lo, hi, np.zeros(1), np.full(1, 2.0))   # midpoint rule
+    assert x.tolist() == [0.25, 0.75] and w.tolist() == [0.5, 0.5]

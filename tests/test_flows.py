@@ -460,3 +460,65 @@ def test_monitor_times_refuses_nan_rather_than_weighing_it_zero() -> None:
     loss = np.array([1.0, 0.5, np.nan, 0.2, 0.1])
     with pytest.raises(ValueError, match="loss must be finite"):
         flows.monitor_times(t, loss, np.zeros((5, 2)), 3)
+
+
+# --------------------------------------------------------------------------- guards (issue 19)
+@pytest.mark.parametrize("dtype", [None, torch.complex64, torch.int32, "float64"])
+def test_function_model_refuses_a_non_float_dtype(dtype) -> None:
+    for make in (flows.FunctionModel, flows.as_problem):
+        with pytest.raises((TypeError, ValueError), match="dtype"):
+            make(lambda th: (th ** 2).sum(), [0.3, 0.2], dtype)
+
+
+@pytest.mark.parametrize("theta0", [[float("nan"), 0.2], [0.3, float("inf")], []])
+def test_function_model_refuses_non_finite_or_empty_theta0(theta0) -> None:
+    with pytest.raises(ValueError, match="theta0"):
+        flows.as_problem(lambda th: (th ** 2).sum(), theta0)
+
+
+@pytest.mark.parametrize("kappa", [True, float("nan"), float("inf"), "1", None])
+def test_double_well_refuses_a_bad_kappa(kappa) -> None:
+    with pytest.raises((TypeError, ValueError), match="kappa"):
+        flows.double_well(np.array([0.3, 0.2]), kappa)
+
+
+def test_double_well_value_unchanged() -> None:
+    """Closed form at (0.3, 0.2), kappa 1: 0.045 + 0.25 * 0.96^2 + 0.06."""
+    assert flows.double_well(np.array([0.3, 0.2]), 1.0) == pytest.approx(0.045 + 0.25 * 0.96**2 + 0.06)
+    assert flows.double_well(np.array([0.3, 0.2]), np.float64(1.0)) == flows.double_well(
+        np.array([0.3, 0.2]), 1.0)
+
+
+def test_n_times_size_guards() -> None:
+    t = np.linspace(0, 1, 11)
+    with pytest.raises(ValueError, match="n_times"):
+        flows.monitor_times(t, np.linspace(1, 0.1, 11), np.zeros((11, 2)), 10**9)
+    model, loss, x, y = flows.as_problem(lambda th: (th ** 2).sum(), [0.3, 0.2])
+    with pytest.raises(ValueError, match="n_times"):
+        flows.curvature_to_loss(model, loss, x, y, 0.01, t_max=2.0, n_times=10**9)
+    with pytest.raises(ValueError, match="n_fine"):
+        flows.curvature_to_loss(model, loss, x, y, 0.01, t_max=2.0, n_fine=10**9)
+
+
+def test_gradient_descent_reads_a_0d_array_as_a_step_count() -> None:
+    """steps=np.array(2) is the int 2 (iterates 0, 1, 2), not a list of one iterate; the
+    iterates of f = |theta|^2 with eta 0.1 are theta0 * 0.8^k (closed form)."""
+    problem = flows.as_problem(lambda th: (th ** 2).sum(), [0.3, 0.2])
+    a = flows.gradient_descent(*problem, eta=0.1, steps=np.array(2))
+    b = flows.gradient_descent(*problem, eta=0.1, steps=2)
+    assert np.array_equal(np.asarray(a), np.asarray(b)) and list(a.steps) == [0, 1, 2]
+    np.testing.assert_allclose(np.asarray(a)[2], np.array([0.3, 0.2]) * 0.64, rtol=1e-14)
+
+
+def test_targets_with_other_rows_are_refused() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)).double()
+    x = torch.randn(8, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="targets"):
+        flows.gradient_descent(net, lambda o, t: ((o - t) ** 2).mean(), x,
+                               torch.zeros(1, 8, 1, dtype=torch.float64), eta=0.1, steps=1)
+
+
+def test_double_well_separatrix_refuses_a_non_finite_start() -> None:
+    with pytest.raises(ValueError, match="start"):
+        flows.double_well_separatrix((float("nan"), 0.01), 0.1, 1.0, 0.5, iters=3)

@@ -325,3 +325,45 @@ def test_mean_reciprocal_update_by_hand() -> None:
     assert out[0] == (2 + 4 + 1) / 3 and np.isinf(out[1])
     with pytest.raises(ValueError, match="delta"):
         fpstudy.mean_reciprocal_update(np.zeros((0, 3)))
+
+
+# --------------------------------------------------------------------------- guards (issue 19)
+def _bn_net() -> torch.nn.Sequential:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(1, 3), torch.nn.BatchNorm1d(3), torch.nn.ReLU(),
+                               torch.nn.Linear(3, 1)).double().train()
+
+
+def test_bias_updates_leave_a_train_mode_batchnorm_unchanged() -> None:
+    """The running statistics and the training flag are as before (compared bit for bit)."""
+    net = _bn_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.linspace(0, 1, 9, dtype=torch.float64).reshape(-1, 1)
+    fpstudy.bias_updates(net, x, x**2, 0.1)
+    assert net.training and all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_bias_updates_and_one_step_bound_name_bad_x_and_y() -> None:
+    x = torch.linspace(0, 1, 9, dtype=torch.float64).reshape(-1, 1)
+    net = st.sawtooth_net(3)
+    bad_y = (x**2).clone()
+    bad_y[2] = float("nan")
+    with pytest.raises(ValueError, match="y must be finite"):
+        fpstudy.bias_updates(net, x, bad_y, 0.1)
+    with pytest.raises(ValueError, match="x must hold"):
+        fpstudy.bias_updates(net, x[:0], x**2, 0.1)
+    with pytest.raises(ValueError, match="y must have one row"):
+        fpstudy.one_step_bound(net, x, x[:4] ** 2, 0.1, [1e-3], x)
+    with pytest.raises(TypeError, match="x must be"):
+        fpstudy.perturbed_mse(net, "x", x**2, [0.1], 1)
+
+
+def test_step_bound_refuses_a_nan_or_empty_grid() -> None:
+    net = st.sawtooth_net(3)
+    update = [torch.zeros_like(p) for p in net.parameters()]
+    grid = torch.linspace(0, 1, 33, dtype=torch.float64).reshape(-1, 1)
+    grid[5] = float("nan")
+    with pytest.raises(ValueError, match="grid"):
+        fpstudy.step_bound(net, update, 0.5, grid)
+    with pytest.raises(ValueError, match="grid"):
+        fpstudy.step_bound(net, update, 0.5, grid[:0])

@@ -372,3 +372,59 @@ def test_size_guards_refuse_before_allocating(monkeypatch) -> None:
     with pytest.raises(ValueError, match="max_iter=20.*MAX_BASIS_ENTRIES"):
         hessian.eigenvalues(model, CE, x, y, max_iter=20)
     assert hessian.eigenvalues(model, CE, x, y, max_iter=8, require_convergence=False).shape == (1,)
+
+
+# --------------------------------------------------------------------------- guards (issue 19)
+def test_check_data_refuses_targets_with_other_rows() -> None:
+    x = torch.zeros(8, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="targets must have one row per input"):
+        hessian.check_data(x, torch.zeros(1, 8, 1, dtype=torch.float64))
+    hessian.check_data(x, torch.zeros(8, dtype=torch.float64))        # one row each: fine
+    hessian.check_data(x, torch.tensor(0.0, dtype=torch.float64))     # 0-d: not per row
+
+
+def test_load_flat_parameters_refuses_nan_and_leaves_the_model() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)).double()
+    before = [p.detach().clone() for p in net.parameters()]
+    theta = torch.zeros(13, dtype=torch.float64)
+    theta[4] = float("nan")
+    with pytest.raises(ValueError, match="theta must be finite"):
+        hessian.load_flat_parameters(net, theta)
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.complex64, None])
+def test_default_tol_refuses_a_non_float_dtype(dtype) -> None:
+    with pytest.raises((TypeError, ValueError), match="dtype"):
+        hessian.default_tol(dtype)
+
+
+def test_default_tol_values() -> None:
+    """max(1e-10, 100 eps): eps from the IEEE formats (2^-23, 2^-52)."""
+    assert hessian.default_tol(torch.float32) == 100 * 2.0**-23
+    assert hessian.default_tol(torch.float64) == 1e-10
+
+
+def test_eigen_tracker_refuses_a_loss_fn_that_is_not_callable() -> None:
+    x = torch.zeros(4, 2, dtype=torch.float64)
+    with pytest.raises(TypeError, match="loss_fn"):
+        hessian.EigenTracker("x", x, torch.zeros(4, 1, dtype=torch.float64))
+
+
+def test_inputs_of_the_wrong_width_are_named() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)).double()
+    with pytest.raises(ValueError, match="inputs of shape"):
+        hessian.eigenvalues(net, lambda o, t: ((o - t) ** 2).mean(),
+                            torch.zeros(16, 1, dtype=torch.float64),
+                            torch.zeros(16, 1, dtype=torch.float64))
+
+
+def test_evaluation_mode_refuses_a_non_module_at_the_call() -> None:
+    with pytest.raises(TypeError, match="model"):
+        hessian.evaluation_mode("net")
+    net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)).train()
+    with hessian.evaluation_mode(net):
+        assert not any(m.training for m in net.modules())
+    assert all(m.training for m in net.modules())

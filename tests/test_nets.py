@@ -244,3 +244,10 @@ def test_losses_refuse_a_silent_broadcast_and_keep_nan() -> None:
     assert math.isnan(N.square_loss(torch.tensor([[math.nan], [1.0]]), torch.zeros(2, 1)).item())
     with pytest.raises(TypeError, match="tensors"):
         N.mse(out, [1.0, 2.0, 3.0])
+
+
+# --------------------------------------------------------------------------- guards (issue 19)
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_sun_cnn_refuses_a_non_finite_weight(bad) -> None:
+    with pytest.raises(ValueError, match="weight must be finite"):
+        N.SunCNN(np.array([bad, 1.0, 1.0, 1.0]), kernel=2)

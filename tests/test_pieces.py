@@ -603,3 +603,40 @@ def test_sawtooth_breakpoints_and_widths_closed_form(dtype) -> None:
     assert np.array_equal(a.breakpoints, np.arange(1, 2**L) / 2**L)
     assert np.array_equal(a.widths(), np.full(2**L, 2.0**-L))
     assert a.stats["filtered_signs"] == a.stats["expansion_signs"] == a.stats["exact_cells"] == 0
+
+
+# --------------------------------------------------------------------------- size guards (issue 19)
+@pytest.mark.parametrize("call", [
+    lambda: P.tooth_width(P.MAX_DEPTH + 1), lambda: P.visible_width(10**9),
+    lambda: P.count_visible(st.sawtooth_net(2), 10**9), lambda: P.width_one_net(10**9),
+    lambda: P.grid_count(st.sawtooth_net(2), n_points=P.MAX_GRID_POINTS + 1),
+    lambda: P.perturbation_rows(st.sawtooth_net(3), [0.0], 10**9, 3),
+    lambda: P.random_net_counts([2], [3], 10**9, [(0.0, 1.0)]),
+])
+def test_size_guards_refuse_before_work(call) -> None:
+    """Sizes above the documented MAX_* constants are refused with a ValueError naming the
+    guard (no independent oracle: the contract is the refusal itself)."""
+    with pytest.raises(ValueError, match="size guard"):
+        call()
+
+
+def test_size_guards_admit_the_chapters_sizes() -> None:
+    """The largest sizes the chapters use (paper profile) pass the guards; the values are
+    the closed forms of notation.md (tooth 2^(1-L), visible 2^-L / 2)."""
+    assert P.tooth_width(28) == Fraction(2, 2**28)
+    assert P.visible_width(20) == 2.0**-20 / 2
+    assert P.grid_count(st.sawtooth_net(3), (0.0, 1.0), 10**6 + 1) == 8
+    assert P.MAX_NETS >= 50 and P.MAX_SEEDS >= 10 and P.MAX_GRID_POINTS >= 10**6 + 1
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.int32, "float64x", 1])
+def test_grid_count_refuses_a_non_float_dtype(dtype) -> None:
+    with pytest.raises((TypeError, ValueError), match="dtype"):
+        P.grid_count(st.sawtooth_net(2), dtype=dtype)
+
+
+def test_count_pieces_refuses_past_an_explicit_cap_quickly() -> None:
+    """sawtooth_net(28) with max_pieces=2**16: refused at the first layer whose cells exceed
+    the cap (layer 17: 2^17 cells), the message naming max_pieces."""
+    with pytest.raises(ValueError, match="max_pieces=65,536.*layer 17"):
+        P.count_pieces(st.sawtooth_net(28), max_pieces=2**16)

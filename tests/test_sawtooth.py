@@ -750,3 +750,16 @@ def test_numpy_and_torch_integers_build_the_same_networks() -> None:
                    for p, q, r in zip(ref.parameters(), a.parameters(), b.parameters()))
     assert S.hat_numerator(np.int64(3), np.int64(8)) == S.hat_numerator(3, 8) == 6
     assert S.sawtooth_net(2, units=np.int64(2))[0].out_features == 2
+
+
+# --------------------------------------------------------------------------- messages (issue 19)
+@pytest.mark.parametrize("call, name", [
+    (lambda: S.product_exact(0.3, math.nan, 3), "y"),
+    (lambda: S.shallow_pl_net([0.0, math.nan, 1.0], [0.0, 1.0, 0.0]), "knots[1]"),
+    (lambda: S.shallow_pl_net([0.0, 0.5, 1.0], [0.0, math.nan, 0.0]), "values[1]"),
+    (lambda: S.dyadic_net_exact(S.sawtooth_net(2), [0.25, math.nan]), "points[1]"),
+])
+def test_exact_functions_name_the_non_finite_argument(call, name) -> None:
+    with pytest.raises(ValueError) as info:
+        call()
+    assert str(info.value).startswith(name), str(info.value)

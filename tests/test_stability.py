@@ -393,3 +393,57 @@ def test_empty_data_raise_naming_the_argument(which: str) -> None:
 
 def nn_mse(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return ((out - t) ** 2).mean()
+
+
+# --------------------------------------------------------------------------- guards (issue 19)
+@pytest.mark.parametrize("seed", [True, None, [0], 1.5, "0", -1])
+def test_spread_seeds_are_checked(seed) -> None:
+    acc = np.random.default_rng(0).uniform(size=(4, 3))
+    with pytest.raises((TypeError, ValueError), match="seed"):
+        stability.spread_ratio(acc, n_boot=20, seed=seed)
+    with pytest.raises((TypeError, ValueError), match="seed"):
+        stability.spread_by_window(acc[:, :, None].repeat(10, axis=2), np.arange(10), [9], 4,
+                                   n_boot=20, seed=seed)
+
+
+def test_spread_ratio_accepts_a_0d_tensor_seed() -> None:
+    acc = np.random.default_rng(0).uniform(size=(4, 3))
+    a = stability.spread_ratio(acc, n_boot=20, seed=torch.tensor(3))
+    b = stability.spread_ratio(acc, n_boot=20, seed=3)
+    assert a["ci"] == b["ci"]
+
+
+@pytest.mark.parametrize("alpha", [0.0, -1.0, float("nan"), float("inf"), True, "0.1"])
+def test_sun_alpha_is_a_positive_finite_real(alpha) -> None:
+    with pytest.raises((TypeError, ValueError), match="alpha"):
+        stability.sun_curvature(0.1, alpha, 4.0, 1.0)
+    with pytest.raises((TypeError, ValueError), match="alpha"):
+        stability.sun_map(0.1, [0.5], alpha, 4.0, 1.0, 3)
+
+
+def test_sun_functions_accept_a_0d_tensor_n() -> None:
+    """A 0-d tensor n gives the float's result; sun_pi against its closed form."""
+    a = 0.3
+    assert stability.sun_pi(a, torch.tensor(4.0)) == stability.sun_pi(a, 4.0) == \
+        pytest.approx(0.5 * a * np.tanh(a / 2) + a / 8, rel=1e-15)
+    np.testing.assert_array_equal(stability.sun_map(0.1, [0.5], 0.01, torch.tensor(4), 1.0, 3),
+                                  stability.sun_map(0.1, [0.5], 0.01, 4, 1.0, 3))
+    assert stability.sun_curvature(0.1, 0.01, np.int64(4), 1.0) == \
+        stability.sun_curvature(0.1, 0.01, 4, 1.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.complex64, None, "float64x"])
+def test_checkerboard_refuses_a_non_float_dtype(dtype) -> None:
+    with pytest.raises((TypeError, ValueError), match="dtype"):
+        stability.checkerboard(4, dtype)
+
+
+def test_top2_along_checks_tol_and_stop() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1)).double()
+    x, y = torch.randn(8, 2, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)
+    loss = lambda o, t: ((o - t) ** 2).mean()  # noqa: E731
+    with pytest.raises((TypeError, ValueError), match="tol"):
+        stability.top2_along(net, loss, x, y, eta=0.1, start=1, stop=2, every=1, tol=None)
+    with pytest.raises(ValueError, match="stop"):
+        stability.top2_along(net, loss, x, y, eta=0.1, start=1, stop=10**9, every=1)

@@ -574,3 +574,34 @@ def test_nan_is_not_reduced_to_zero() -> None:
         model.weight[0, 0] = float("nan")
     x = torch.ones(4, 2, dtype=torch.float64)
     assert math.isnan(train.accuracy(model, x, torch.zeros(4, dtype=torch.long)))
+
+
+# --------------------------------------------------------------------------- guards (issue 19)
+@pytest.mark.parametrize("interval", [(1.0, 0.0), (0.0, math.nan), None, "01"])
+def test_piece_hooks_checks_its_interval_at_the_call(interval) -> None:
+    with pytest.raises((TypeError, ValueError), match="interval"):
+        train.piece_hooks(1e-3, interval)
+
+
+def test_sharpness_along_bounds_k_by_the_parameters() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)).double()
+    x, y = torch.randn(8, 2, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)
+    theta = torch.nn.utils.parameters_to_vector(net.parameters()).detach()
+    with pytest.raises(ValueError, match="k must be at most 13"):
+        train.sharpness_along(net, nets.mse, x, y, torch.stack([theta] * 2), k=10**9)
+
+
+def test_gd_refuses_targets_with_other_rows() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)).double()
+    x = torch.randn(8, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="targets"):
+        train.gd(net, nets.mse, x, torch.zeros(4, 1, dtype=torch.float64), lr=0.1, steps=1)
+
+
+def test_update_stats_refuses_empty_or_non_tensor_updates() -> None:
+    with pytest.raises(ValueError, match="update"):
+        train.update_stats(torch.zeros(0, dtype=torch.float64))
+    with pytest.raises(TypeError, match="update"):
+        train.update_stats("x")

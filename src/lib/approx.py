@@ -47,13 +47,19 @@ from torch import nn
 
 from lib import hessian, pieces, train
 from lib.config import progress
-from lib.data import gauss_legendre, quadrature
+from lib.data import quadrature
 from lib.exact import (check_count, check_dtype, check_interval, check_knots, check_positive,
                        check_real, linear_relu_layers)
 from lib.sawtooth import parameter_count, yarotsky_exact, yarotsky_square_net
 from lib.seeding import check_seed, torch_generator
+from lib._approx_helpers import (MAX_CELLS, MAX_EXACT_M, MAX_MEMBERS, MAX_PANELS, MAX_SUBDIVIDE,
+                                 MAX_WIDTH)
+from lib._approx_helpers import cells as _cells, check_horizons as _check_horizons
+from lib._approx_helpers import check_panels as _check_panels, column as _column
+from lib._approx_helpers import floats as _floats, target_np as _target_np
 
 __all__ = [
+    "MAX_WIDTH", "MAX_PANELS", "MAX_CELLS", "MAX_SUBDIVIDE", "MAX_EXACT_M", "MAX_MEMBERS",
     "BreakpointNet", "EnsembleMLP", "quadrature_loss", "ntk_gram", "step_size_from_gram",
     "SplineFit", "spline_projection", "adapted_knots", "pl_l2_error", "yarotsky_l2_error_sq_exact",
     "PowerFit", "fit_power_law", "train_breakpoint_nets", "breakpoint_width_sweep",
@@ -62,18 +68,6 @@ __all__ = [
     "train_relu_ensemble", "yarotsky_references"]
 
 Target = Callable[[torch.Tensor], torch.Tensor]
-
-
-# ----------------------------------------------------------------------------- argument checks
-def _column(x: torch.Tensor, name: str = "x") -> torch.Tensor:
-    """``x`` of shape ``(n,)`` or ``(n, 1)`` as a flat ``(n,)`` tensor."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() == 2 and x.shape[1] == 1:
-        return x.reshape(-1)
-    if x.dim() != 1:
-        raise ValueError(f"{name} must have shape (n,) or (n, 1), got {tuple(x.shape)}")
-    return x
 
 
 # ----------------------------------------------------------------------------- breakpoint nets
@@ -335,6 +329,8 @@ def quadrature_loss(weights: torch.Tensor, scale: torch.Tensor | Sequence[float]
     """
     if not isinstance(weights, torch.Tensor) or weights.dim() != 1:
         raise TypeError("weights must be a 1-D torch.Tensor of quadrature weights")
+    if weights.numel() == 0 or not bool(torch.isfinite(weights).all()):
+        raise ValueError(f"weights must be non-empty and finite, got {weights.numel()} entries")
     c = None if scale is None else torch.as_tensor(scale, dtype=torch.float64).reshape(-1)
     if c is not None and not bool(torch.all(c > 0)):
         raise ValueError("scale must be positive")
@@ -368,6 +364,8 @@ def ntk_gram(model: nn.Module, inputs: torch.Tensor, weights: torch.Tensor | Non
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     x = _column(inputs, "inputs")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("inputs must be finite, got NaN or inf")
     member = check_count(member, "member", 0)
     trainable = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     if not trainable:
@@ -388,6 +386,8 @@ def ntk_gram(model: nn.Module, inputs: torch.Tensor, weights: torch.Tensor | Non
     jac = torch.cat(rows, dim=1).detach()
     if weights is not None:
         w = _column(weights, "weights").to(jac.dtype)
+        if not bool(torch.isfinite(w).all()):
+            raise ValueError("weights must be finite, got NaN or inf")
         if w.shape[0] != jac.shape[0]:
             raise ValueError(f"weights must have {jac.shape[0]} entries, got {w.shape[0]}")
         jac = jac * w.sqrt().unsqueeze(1)
@@ -408,21 +408,6 @@ def step_size_from_gram(top_eigenvalue: float, fraction: float = 1.0) -> float:
 
 
 # ----------------------------------------------------------------------------- splines
-def _cells(knots: np.ndarray, order: int, subdivide: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gauss nodes and weights on every cell between knots (each cut into ``subdivide``
-    equal parts); also the index of the knot cell of every node."""
-    edges = knots[:-1, None] + (knots[1:] - knots[:-1])[:, None] * np.linspace(0, 1, subdivide + 1)[None, :]
-    x, w = gauss_legendre(edges[:, :-1].reshape(-1), edges[:, 1:].reshape(-1), order)
-    cell = np.repeat(np.arange(len(knots) - 1), subdivide * order)
-    return x, w, cell
-
-
-def _target_np(target: Target, x: np.ndarray) -> np.ndarray:
-    y = target(torch.as_tensor(x, dtype=torch.float64))
-    return np.asarray(y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y,
-                      dtype=np.float64).reshape(-1)
-
-
 @dataclass(frozen=True)
 class SplineFit:
     """The best L2 approximation of a target by continuous piecewise-linear functions.
@@ -453,10 +438,11 @@ def spline_projection(target: Target, knots: Sequence[float] | np.ndarray, *, or
     Normal equations in the hat basis: the Gram matrix is tridiagonal with entries
     ``(h_{i-1} + h_i)/3`` and ``h_i/6`` (exact), the right-hand side ``int g phi_i`` and the
     error are integrated with ``order`` Gauss-Legendre nodes on ``subdivide`` parts of every
-    cell.  ``target`` maps a float64 tensor to values.
+    cell.  ``target`` maps a float64 tensor to values.  Guard: ``subdivide <=``
+    :data:`MAX_SUBDIVIDE`.
     """
     k = check_knots(knots)
-    x, w, cell = _cells(k, order, check_count(subdivide, "subdivide"))
+    x, w, cell = _cells(k, order, check_count(subdivide, "subdivide", maximum=MAX_SUBDIVIDE))
     gx = _target_np(target, x)
     h = np.diff(k)
     lam = (x - k[cell]) / h[cell]                     # position inside the knot cell
@@ -481,11 +467,12 @@ def adapted_knots(density: Target, interior: int, interval: tuple[float, float],
 
     The cumulative integral is tabulated with 4-point Gauss-Legendre on ``panels`` cells and
     inverted by linear interpolation.  With ``density = |g''|^(2/5)`` this equidistributes
-    the local L2 error of linear interpolation (our choice of adapted knots).
+    the local L2 error of linear interpolation (our choice of adapted knots).  Guards:
+    ``interior <=`` :data:`MAX_WIDTH`, ``panels <=`` :data:`MAX_PANELS`.
     """
-    n = check_count(interior, "interior", 0)
+    n = check_count(interior, "interior", 0, maximum=MAX_WIDTH)
     a, b = check_interval(interval)
-    grid = np.linspace(a, b, check_count(panels, "panels") + 1)
+    grid = np.linspace(a, b, check_count(panels, "panels", maximum=MAX_PANELS) + 1)
     x, w, cell = _cells(grid, 4, 1)
     d = _target_np(density, x)
     if np.any(d < 0) or not np.all(np.isfinite(d)):
@@ -511,14 +498,14 @@ def pl_l2_error(fn: Callable[[torch.Tensor], torch.Tensor], target: Target,
     ``fn`` receives a ``(n, 1)`` tensor of ``dtype`` (a network) and may return ``(n,)``,
     ``(n, 1)`` or ``(n, S)``: one error, or an array of ``S`` errors (one per column).
     Breakpoints missing from the list leave an ``O(h^2)`` error per missing kink (``h`` the
-    cell width).
+    cell width).  Guard: ``subdivide <=`` :data:`MAX_SUBDIVIDE`.
     """
     a, b = check_interval(interval)
     t = np.asarray(breakpoints, dtype=np.float64).reshape(-1)
     if not np.all(np.isfinite(t)):
         raise ValueError("breakpoints must be finite")
     knots = np.unique(np.concatenate([[a, b], t[(t > a) & (t < b)]]))
-    x, w, _ = _cells(knots, order, check_count(subdivide, "subdivide"))
+    x, w, _ = _cells(knots, order, check_count(subdivide, "subdivide", maximum=MAX_SUBDIVIDE))
     gx = _target_np(target, x)
     with torch.no_grad():
         out = fn(torch.as_tensor(x, dtype=torch.float64).to(check_dtype(dtype)).reshape(-1, 1))
@@ -534,9 +521,10 @@ def yarotsky_l2_error_sq_exact(m: int) -> Fraction:
     ``f_m`` is affine on each cell ``[k/2^m, (k+1)/2^m]`` with exact endpoint values
     (:func:`lib.sawtooth.yarotsky_exact`); on a cell, ``f_m - x^2`` is a quadratic whose
     square is integrated exactly in rational arithmetic.  (The book's closed form:
-    ``16^(-m) / 30``, since ``f_m`` interpolates ``x^2`` at the nodes.)  Cost ``O(m 2^m)``.
+    ``16^(-m) / 30``, since ``f_m`` interpolates ``x^2`` at the nodes.)  Cost ``O(m 2^m)``;
+    guard: ``m <=`` :data:`MAX_EXACT_M`.
     """
-    m = check_count(m, "m")
+    m = check_count(m, "m", maximum=MAX_EXACT_M)
     n = 2**m
     h = Fraction(1, n)
     vals = [yarotsky_exact(Fraction(k, n), m) for k in range(n + 1)]
@@ -585,14 +573,6 @@ def fit_power_law(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarr
 
 
 # ----------------------------------------------------------------------------- the chapter's runs
-def _check_horizons(steps: int, horizons: Sequence[int]) -> list[int]:
-    steps = check_count(steps, "steps", maximum=train.MAX_STEPS)
-    hz = [check_count(h, "horizons[i]") for h in horizons]
-    if not hz or sorted(set(hz)) != hz or hz[-1] > steps:
-        raise ValueError(f"horizons must be increasing step counts up to steps={steps}, got {horizons!r}")
-    return hz
-
-
 def train_breakpoint_nets(target: Target, m: int, members: int, steps: int, horizons: Sequence[int],
                           *, interval: tuple[float, float] = (-1.0, 1.0), panels_per_width: int = 2,
                           seed: int | None = None, sharpness: bool = True,
@@ -606,12 +586,14 @@ def train_breakpoint_nets(target: Target, m: int, members: int, steps: int, hori
     sweep; a run that diverges reports ``err = inf``).  Returns a dict: ``quad``, ``net0``, ``net`` (trained), ``lam0`` (initial
     sharpness per member), ``eta``, ``err`` (exact L2 errors, horizons x members), ``sharp``
     (largest ``eta_s lambda_max(H_s)`` at the checks; NaN without ``sharpness``), ``sharp0``
-    (at the start) and ``diverged`` (``train.gd``'s ``diverged_at``).
+    (at the start) and ``diverged`` (``train.gd``'s ``diverged_at``).  Guards: ``m <=``
+    :data:`MAX_WIDTH`, ``members <=`` :data:`MAX_MEMBERS`, ``panels_per_width * m`` panels
+    within :data:`lib.data.MAX_QUADRATURE_NODES` / 2.
     """
-    m, members = check_count(m, "m"), check_count(members, "members")
-    horizons = _check_horizons(steps, horizons)
+    m, members = check_count(m, "m", maximum=MAX_WIDTH), check_count(members, "members", maximum=MAX_MEMBERS)
+    horizons = _check_horizons(steps, horizons, train.MAX_STEPS)
     interval = check_interval(interval)
-    quad = quadrature(check_count(panels_per_width, "panels_per_width") * m, order=2, interval=interval)
+    quad = quadrature(_check_panels(panels_per_width, m), order=2, interval=interval)
     y = target(quad.nodes).reshape(-1, 1)
     if net0 is None:
         net0 = BreakpointNet.random(m, members, interval=interval, seed=1000 + m if seed is None else seed)
@@ -683,8 +665,11 @@ def linearised_floor(breakpoints: np.ndarray, nodes: np.ndarray, weights: np.nda
     (quadrature ``nodes``, ``weights``) of ``residual`` minus its best approximation by step
     functions jumping at the breakpoints and zero left of them (infinitely many linearised GD
     steps)."""
-    t = np.sort(np.asarray(breakpoints, dtype=float).ravel())
-    x, w, r = (np.asarray(a, dtype=float) for a in (nodes, weights, residual))
+    t = np.sort(_floats(breakpoints, "breakpoints").ravel())
+    x, w, r = (_floats(a, n) for a, n in ((nodes, "nodes"), (weights, "weights"), (residual, "residual")))
+    for a, n in ((t, "breakpoints"), (x, "nodes")):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{n} must be finite, got NaN or inf")
     if x.ndim != 1 or w.shape != x.shape or r.shape != x.shape:
         raise ValueError(f"nodes, weights and residual must be 1-D of one length, got shapes "
                          f"{x.shape}, {w.shape}, {r.shape}")
@@ -718,8 +703,9 @@ def balanced_configuration(target: Callable[..., np.ndarray], m: int, cells: int
     takes the two multiples of ``m^(-1/2)`` that bracket the chord slope of ``target``, the
     higher first, in the proportion that matches its increment on the cell (pulse-width
     modulation), so ``f`` matches the increments of ``target`` from ``a`` at the cell ends; the breakpoints that return the slope
-    to 0 sit at the right end ``b``, the unused ones at ``b + (b - a)/4``, outside."""
-    m, cells = check_count(m, "m"), check_count(cells, "cells")
+    to 0 sit at the right end ``b``, the unused ones at ``b + (b - a)/4``, outside.  Guards:
+    ``m <=`` :data:`MAX_WIDTH`, ``cells <=`` :data:`MAX_CELLS`."""
+    m, cells = check_count(m, "m", maximum=MAX_WIDTH), check_count(cells, "cells", maximum=MAX_CELLS)
     a, b = check_interval(interval)
     xs = np.linspace(a, b, cells + 1)
     h = xs[1] - xs[0]
@@ -747,8 +733,8 @@ def model_upper_bound(target: Callable[..., np.ndarray], m: int, tries: int = 5,
                       interval: tuple[float, float] = (-1.0, 1.0)) -> tuple[float, int]:
     """``(error, cells)``: the best exact L2 error of :func:`balanced_configuration` among the
     ``tries`` largest cell counts below ``2m`` that the sign budget allows, an upper bound on
-    the breakpoint model's best error at width ``m``."""
-    m, tries = check_count(m, "m"), check_count(tries, "tries")
+    the breakpoint model's best error at width ``m`` (guard: ``m <=`` :data:`MAX_WIDTH`)."""
+    m, tries = check_count(m, "m", maximum=MAX_WIDTH), check_count(tries, "tries")
     feasible = [n for n in range(1, 2 * m) if balanced_configuration(target, m, n, interval) is not None]
     best = None
     for n in sorted(feasible)[-tries:]:
@@ -769,7 +755,7 @@ def optimise_breakpoints(target: Target, net: BreakpointNet, steps: int, *, lr: 
     row 0 up to half the steps, row 1 up to the end."""
     steps, m = check_count(steps, "steps", maximum=train.MAX_STEPS), net.width
     lr = 0.05 / m if lr is None else check_positive(lr, "lr")
-    quad = quadrature(check_count(panels_per_width, "panels_per_width") * m, order=2, interval=interval)
+    quad = quadrature(_check_panels(panels_per_width, m), order=2, interval=interval)
     y, loss = target(quad.nodes).reshape(-1, 1), quadrature_loss(quad.weights)
     opt = torch.optim.Adam([net.theta], lr=lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(steps // 4, 1), gamma=0.2)
@@ -813,7 +799,7 @@ def authors_setting(target: Target, m: int, members: int, steps: int, horizons: 
     the breakpoint model with i.i.d. signs and breakpoints uniform on ``interval``, Adam with
     step ``lr`` times ``gamma`` every ``decay_every`` steps, on the mean squared error at ``2m``
     equispaced points, in ``dtype``.  Returns exact L2 errors ``(horizons, members)``."""
-    m, members, horizons = check_count(m, "m"), check_count(members, "members"), _check_horizons(steps, horizons)
+    m, members, horizons = check_count(m, "m"), check_count(members, "members"), _check_horizons(steps, horizons, train.MAX_STEPS)
     (a, b), gamma = check_interval(interval), check_positive(gamma, "gamma")
     gen = torch_generator(check_seed(seed))
     theta = a + (b - a) * torch.rand(members, m, generator=gen, dtype=torch.float64)
@@ -845,8 +831,9 @@ def train_relu_ensemble(hidden: Sequence[int], members: int, seed: int, target: 
     ``seed`` must then match it).  Returns a dict: ``params``, ``err`` and ``pieces`` (exact, on
     ``interval``, per member), ``pieces0`` and ``err0`` (at the start), ``diverged``, ``kinks_in``/``units`` (first-layer kinks inside
     ``interval`` at initialisation), ``loss_drop`` (half-way / end, per member) and ``sharp``
-    (``max_s eta_s lambda_max(H_s)`` at the checks)."""
-    members, steps = check_count(members, "members"), check_count(steps, "steps", 2, train.MAX_STEPS)
+    (``max_s eta_s lambda_max(H_s)`` at the checks).  Guard: ``members <=`` :data:`MAX_MEMBERS`."""
+    members = check_count(members, "members", maximum=MAX_MEMBERS)
+    steps = check_count(steps, "steps", 2, train.MAX_STEPS)
     lo, hi = check_interval(interval)
     y = target(quad.nodes).reshape(-1, 1)
 

@@ -13,6 +13,7 @@ with MSE on one-hot targets (float32) and a test split for the test accuracy.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -280,10 +281,26 @@ class Quadrature:
                 f"nodes on [{a:g}, {b:g}]")
 
 
+def _float_array(a: Any, name: str) -> np.ndarray:
+    """``a`` as a float64 array, or ``TypeError`` naming ``name``."""
+    try:
+        return np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of real numbers, got {type(a).__name__}") from None
+
+
 def composite_rule(lo: np.ndarray, hi: np.ndarray, ref_x: np.ndarray,
                    ref_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nodes and weights (float64, flat, cell by cell) of the rule ``(ref_x, ref_w)`` on
-    ``[-1, 1]`` mapped to every cell ``[lo[i], hi[i]]``."""
+    ``[-1, 1]`` mapped to every cell ``[lo[i], hi[i]]``.  ``lo``/``hi``: 1-D of one length,
+    ``ref_x``/``ref_w``: 1-D of one non-zero length (else ``ValueError`` naming them)."""
+    lo, hi, ref_x, ref_w = (_float_array(a, n) for a, n in
+                            ((lo, "lo"), (hi, "hi"), (ref_x, "ref_x"), (ref_w, "ref_w")))
+    if lo.ndim != 1 or hi.shape != lo.shape:
+        raise ValueError(f"lo and hi must be 1-D of one length, got shapes {lo.shape}, {hi.shape}")
+    if ref_x.ndim != 1 or ref_x.size == 0 or ref_w.shape != ref_x.shape:
+        raise ValueError(f"ref_x and ref_w must be 1-D of one non-zero length, got shapes "
+                         f"{ref_x.shape}, {ref_w.shape}")
     h = hi - lo
     x = lo[:, None] + (ref_x[None, :] + 1) / 2 * h[:, None]
     w = ref_w[None, :] / 2 * h[:, None]

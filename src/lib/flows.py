@@ -46,11 +46,12 @@ import torch
 from scipy.integrate import cumulative_trapezoid, solve_ivp
 from torch import nn
 
-from lib.exact import check_count, check_positive, check_real
+from lib.exact import check_count, check_dtype, check_positive, check_real
 from lib.hessian import (DEFAULT_HVP_METHOD, FlatLoss, LossFn, NonFiniteLossError,
                          eigenvalues_along, evaluation_mode, flatten_parameters,
                          hvp_operator_from_loss)
 from lib.train import MAX_STEPS, gd
+from lib._flows_helpers import check_times as _check_times, has_bool as _has_bool
 
 ADAPTIVE_METHODS = ("DOP853", "RK45", "RK23", "Radau", "BDF", "LSODA")
 FIXED_METHODS = ("euler", "rk4")
@@ -60,6 +61,8 @@ FIXED_COST = {"euler": 1, "rk4": 4}
 MAX_EVALS = 1_000_000
 #: The most numbers a trajectory may hold (``len(times) * n_params``; 800 MB in float64).
 MAX_ENTRIES = 100_000_000
+#: Size guard of ``n_times`` and ``n_fine`` (:func:`monitor_times`, :func:`curvature_to_loss`).
+MAX_TIMES = 1_000_000
 
 
 class Trajectory(np.ndarray):
@@ -136,35 +139,6 @@ class Trajectory(np.ndarray):
 
 
 # ----------------------------------------------------------------------------- checks
-def _check_times(times: Any) -> np.ndarray:
-    if isinstance(times, (str, bytes)) or _has_bool(times):
-        raise TypeError(f"times must be real numbers, got {times!r}")
-    try:
-        t = np.atleast_1d(np.asarray(times, dtype=np.float64))
-    except (TypeError, ValueError):
-        raise TypeError(f"times must be a sequence of real numbers, got {times!r}") from None
-    if t.ndim != 1 or t.size == 0:
-        raise ValueError(f"times must be a non-empty 1-D array, got shape {np.shape(times)}")
-    if not np.all(np.isfinite(t)):
-        raise ValueError("times must be finite")
-    if np.any(t < 0):
-        raise ValueError(f"times must be >= 0 (the flow starts at t=0), got min {t.min():g}")
-    if np.any(np.diff(t) < 0):
-        raise ValueError("times must be sorted in non-decreasing order")
-    return t
-
-
-def _has_bool(values: Any) -> bool:
-    """Whether ``values`` is or holds bools (``np.asarray`` would read them as 0 and 1)."""
-    if isinstance(values, (bool, np.bool_)):
-        return True
-    if isinstance(values, (np.ndarray, torch.Tensor)):
-        return values.dtype in (np.bool_, torch.bool)
-    if isinstance(values, (list, tuple)):
-        return any(isinstance(v, (bool, np.bool_)) for v in values)
-    return False
-
-
 def _check_entries(n_rows: int, n_params: int) -> None:
     """The size guard of a trajectory: ``n_rows * n_params <= MAX_ENTRIES``."""
     if n_rows * n_params > MAX_ENTRIES:
@@ -405,7 +379,7 @@ def _gd_steps(times: Any, steps: Any, eta: float) -> np.ndarray:
     if times is not None:
         return _steps_for(_check_times(times), eta, "eta")
     if isinstance(steps, (int, np.integer, bool, np.bool_)) or (
-            isinstance(steps, torch.Tensor) and steps.ndim == 0):
+            isinstance(steps, (torch.Tensor, np.ndarray)) and steps.ndim == 0):
         steps = np.arange(check_count(steps, "steps", minimum=0, maximum=MAX_STEPS) + 1)
     if _has_bool(steps):
         raise TypeError(f"steps must be integers, got {steps!r}")
@@ -686,9 +660,9 @@ def monitor_times(times: Any, loss: Any, rows: Any, n_times: int) -> np.ndarray:
     time, a third on the loss decrease and a third on the arc length ``s`` in parameter space,
     all read off a fine sample (``times``, ``loss`` and ``rows`` of shape ``(len(times),
     n_params)``).  Points gather where the flow moves or the loss falls fast (where it leaves a
-    plateau) without leaving long quiet stretches empty."""
+    plateau) without leaving long quiet stretches empty.  Guard: ``n_times <=`` :data:`MAX_TIMES`."""
     t = _check_times(times)
-    n_times = check_count(n_times, "n_times", minimum=2)
+    n_times = check_count(n_times, "n_times", minimum=2, maximum=MAX_TIMES)
     lo = np.asarray(loss, dtype=np.float64)
     r = np.asarray(rows, dtype=np.float64)
     if lo.shape != t.shape or r.ndim != 2 or len(r) != len(t):
@@ -725,12 +699,12 @@ def curvature_to_loss(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
     midpoints of the grid (same flow) and returns ``Lambda_check`` (trapezoidal rule on the
     grid refined once) and ``lam_min_check`` (at the midpoints), so the quadrature and the
     peak of ``lambda_-`` can be checked against a refined grid.  For the initialisation-scale sweep of Elkabetz & Cohen's
-    negative-curvature integral."""
+    negative-curvature integral.  Guards: ``n_times``, ``n_fine <=`` :data:`MAX_TIMES`."""
     level, t_max = check_positive(level, "level"), check_positive(t_max, "t_max")
-    n_times = check_count(n_times, "n_times", minimum=2)
+    n_times = check_count(n_times, "n_times", minimum=2, maximum=MAX_TIMES)
     if sampling not in ("uniform", "adaptive"):
         raise ValueError(f"sampling must be 'uniform' or 'adaptive', got {sampling!r}")
-    n_fine = check_count(n_fine, "n_fine", minimum=2)
+    n_fine = check_count(n_fine, "n_fine", minimum=2, maximum=MAX_TIMES)
     rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
     flat = FlatLoss(model, loss_fn, inputs, targets)
     counter = {"grad": 0, "loss": 0}
@@ -780,14 +754,17 @@ def curvature_to_loss(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
 class FunctionModel(nn.Module):
     """A "model" whose only parameter is the vector ``theta`` and whose output is
     ``f(theta)``, so plain functions of ``theta`` go through the library (use with
-    :func:`objective_loss`).  ``theta0`` is copied in float64 unless another dtype is given."""
+    :func:`objective_loss`).  ``theta0`` (finite, non-empty) is copied in float64 unless another
+    floating ``dtype`` is given (:func:`lib.exact.check_dtype`)."""
 
     def __init__(self, f: Callable[[torch.Tensor], torch.Tensor], theta0: Any,
                  dtype: torch.dtype = torch.float64) -> None:
         super().__init__()
         if not callable(f):
             raise TypeError(f"f must be callable, got {type(f).__name__}")
-        t0 = torch.as_tensor(theta0, dtype=dtype).reshape(-1).clone()
+        t0 = torch.as_tensor(theta0, dtype=check_dtype(dtype, names=False)).reshape(-1).clone()
+        if t0.numel() == 0 or not bool(torch.isfinite(t0).all()):
+            raise ValueError(f"theta0 must be a non-empty finite vector, got {t0.tolist()[:4]}")
         self.f = f
         self.theta = nn.Parameter(t0)
 
@@ -805,7 +782,7 @@ def as_problem(f: Callable[[torch.Tensor], torch.Tensor], theta0: Any,
                ) -> tuple[FunctionModel, LossFn, torch.Tensor, torch.Tensor]:
     """``(model, loss_fn, inputs, targets)`` for minimising ``f(theta)`` from ``theta0`` with
     :func:`gradient_flow`, :func:`gradient_descent` and :mod:`lib.hessian`."""
-    model = FunctionModel(f, theta0, dtype)
+    model = FunctionModel(f, theta0, dtype)        # checks dtype and theta0
     dummy = torch.zeros(1, dtype=dtype)
     return model, objective_loss, dummy, dummy
 
@@ -813,7 +790,9 @@ def as_problem(f: Callable[[torch.Tensor], torch.Tensor], theta0: Any,
 # --------------------------------------------------------------------------- two-dimensional toys
 def double_well(theta: Any, kappa: float) -> Any:
     """The tilted double well ``f(x, y) = x^2/2 + (y^2 - 1)^2/4 + kappa x y`` at ``theta =
-    (x, y)`` (tensor or array): a saddle at the origin between two minima."""
+    (x, y)`` (tensor or array): a saddle at the origin between two minima; ``kappa`` a finite
+    real."""
+    kappa = check_real(kappa, "kappa")
     x, y = theta[0], theta[1]
     return 0.5 * x**2 + 0.25 * (y**2 - 1) ** 2 + kappa * x * y
 
@@ -851,7 +830,10 @@ def double_well_side(start: Any, delta: float, eta: float, horizon: float,
 def double_well_separatrix(start: Any, eta: float, horizon: float, kappa: float,
                            lo: float = -0.05, hi: float = 0.05, iters: int = 30) -> float:
     """The offset ``delta*`` at which GD with step ``eta`` from ``start + (0, delta)`` switches
-    minimum (:func:`double_well_side`), by ``iters`` bisections of ``[lo, hi]``."""
+    minimum (:func:`double_well_side`), by ``iters`` bisections of ``[lo, hi]``; ``start``
+    a finite point ``(x, y)``."""
+    if not np.all(np.isfinite(np.asarray(start, dtype=np.float64))):
+        raise ValueError(f"start must be a finite point (x, y), got {start!r}")
     lo, hi = check_real(lo, "lo"), check_real(hi, "hi")
     if not lo < hi:
         raise ValueError(f"need lo < hi, got lo={lo!r}, hi={hi!r}")

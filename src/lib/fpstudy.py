@@ -47,6 +47,21 @@ def _check_levels(levels: Any, name: str) -> list[float]:
     return [check_real(v, f"{name}[{i}]", ge=0) for i, v in enumerate(items)]
 
 
+def _check_xy(x: Any, y: Any, name_x: str = "x", name_y: str = "y") -> None:
+    """``x`` and ``y``: non-empty finite floating tensors with the same number of rows; else
+    ``TypeError``/``ValueError`` naming the argument."""
+    for name, v in ((name_x, x), (name_y, y)):
+        if not isinstance(v, torch.Tensor) or not v.is_floating_point():
+            raise TypeError(f"{name} must be a floating torch.Tensor, got {type(v).__name__}")
+        if v.ndim == 0 or v.shape[0] == 0:
+            raise ValueError(f"{name} must hold at least one row, got shape {tuple(v.shape)}")
+        if not bool(torch.isfinite(v).all()):
+            raise ValueError(f"{name} must be finite, got {int((~torch.isfinite(v)).sum())} NaN/inf entries")
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"{name_y} must have one row per row of {name_x} ({x.shape[0]}), got shape "
+                         f"{tuple(y.shape)}")
+
+
 def _check_eps(eps: Any) -> float:
     return check_real(eps, "eps", ge=0)
 
@@ -104,9 +119,9 @@ def perturbed_mse(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, levels: 
                   seeds: int) -> np.ndarray:
     """Mean squared error of ``net`` perturbed by each relative ``level`` against ``y`` at the
     inputs ``x`` (shape ``(n, 1)``), averaged over the seeds ``0 .. seeds - 1``: one value per level.
-    Guards: ``levels`` finite reals ``>= 0`` (no bools), ``seeds <= 10,000``."""
-    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise TypeError("x and y must be torch tensors")
+    Guards: ``levels`` finite reals ``>= 0`` (no bools), ``seeds <= 10,000``; ``x``, ``y``
+    non-empty finite tensors with the same number of rows."""
+    _check_xy(x, y)
     levels = _check_levels(levels, "levels")
     seeds = check_count(seeds, "seeds", maximum=10_000)
     with torch.no_grad():
@@ -140,14 +155,19 @@ def absorption(x: Any, ms: Sequence[int], dtype: Any) -> tuple[int, dict[int, in
 
 def bias_updates(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
     """The updates ``Delta_j`` of all hidden biases in one GD step of size ``1/lam`` on the mean
-    squared error of ``net`` at ``x`` against ``y``, flattened layer by layer (noise-free)."""
+    squared error of ``net`` at ``x`` against ``y``, flattened layer by layer (noise-free).
+    ``net`` is evaluated in eval mode and not changed (:func:`lib.hessian.evaluation_mode`);
+    ``x``, ``y``: non-empty finite tensors with the same number of rows."""
     if not isinstance(net, nn.Sequential):
         raise TypeError(f"net must be an nn.Sequential, got {type(net).__name__}")
     lam = check_positive(lam, "lam")
+    _check_xy(x, y)
     hidden = [m for m in net if isinstance(m, nn.Linear)][:-1]
     if not hidden:
         raise ValueError("net must have at least one hidden layer")
-    grads = torch.autograd.grad(nets.mse(net(x), y), [m.bias for m in hidden])
+    with hessian.evaluation_mode(net):
+        out = net(x)
+    grads = torch.autograd.grad(nets.mse(out, y), [m.bias for m in hidden])
     return torch.cat([g.reshape(-1) for g in grads]).detach() / lam
 
 
@@ -165,6 +185,8 @@ def one_step_bound(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, lam: fl
     """
     if not isinstance(grid, torch.Tensor) or grid.ndim != 2 or grid.shape[1] != 1:
         raise ValueError("grid must be a tensor of shape (n, 1)")
+    if grid.shape[0] < 2 or not bool(torch.isfinite(grid).all()):
+        raise ValueError(f"grid must hold at least 2 finite points, got shape {tuple(grid.shape)}")
     levels = _check_levels(noises, "noises")
     delta = bias_updates(net, x, y, lam)
     moving = delta != 0
@@ -202,6 +224,7 @@ def gd_near(base: nn.Sequential, x: torch.Tensor, y: torch.Tensor, eps: float, d
     the exact pieces and those wider than ``min_width`` (:func:`lib.train.piece_hooks`).
     ``noise``/``noise_on``/``seed``: as in :func:`lib.train.gd`."""
     dtype, eps = check_dtype(dtype), _check_eps(eps)
+    _check_xy(x, y)
     net = perturbed_start(base, eps, dtype, seed)
     xd, yd = fp.round_to_format(x, dtype), fp.round_to_format(y, dtype)
     return train.gd(net, nets.mse, xd, yd, lr=lr, steps=steps, record_every=record_every,
@@ -340,6 +363,7 @@ def stacked_lambda_max(nets_list: Sequence[nn.Sequential], x: torch.Tensor,
     ``nets_list`` at the data ``x``, ``y`` (shape ``(n, 1)``), in float64, by Lanczos
     (:func:`lib.hessian.eigenvalues`): shape ``(S,)``."""
     nets_list = _check_stack(nets_list)
+    _check_xy(x, y)
     x64, y64 = x.to(torch.float64), y.to(torch.float64)
     return np.array([float(hessian.eigenvalues(fp.to_format(net, torch.float64), nets.mse, x64, y64)[0])
                      for net in nets_list])
@@ -384,8 +408,7 @@ def gd_stacked(nets_list: Sequence[nn.Sequential], x: torch.Tensor, y: torch.Ten
     dtype = check_dtype(dtype)
     steps = check_count(steps, "steps", maximum=MAX_STEPS)
     record_every = check_count(record_every, "record_every")
-    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise TypeError("x and y must be torch tensors")
+    _check_xy(x, y)
     if x.ndim != 2 or x.shape[1] != 1 or y.shape != x.shape:
         raise ValueError(f"x and y must have shape (n, 1), got {tuple(x.shape)} and {tuple(y.shape)}")
     if len(lrs) != len(nets_list):
@@ -462,6 +485,8 @@ def step_bound(net: nn.Sequential, update: Sequence[torch.Tensor], s: float, gri
     s = check_real(s, "s (noise level)", gt=0, le=1)
     if not isinstance(grid, torch.Tensor) or grid.ndim != 2 or grid.shape[1] != 1:
         raise ValueError("grid must be a tensor of shape (m, 1)")
+    if grid.shape[0] < 2 or not bool(torch.isfinite(grid).all()):
+        raise ValueError(f"grid must hold at least 2 finite points, got shape {tuple(grid.shape)}")
     stepped = _perturbed_step(net, update, s, torch.Generator().manual_seed(check_seed(seed)))
     params = [p.detach().unsqueeze(0) for p in stepped.parameters()]
     with torch.no_grad():

@@ -61,7 +61,7 @@ from scipy.linalg import eigh_tridiagonal
 from torch import nn
 
 from lib.config import progress
-from lib.exact import FLOAT_DTYPES, check_count, check_positive, check_real
+from lib.exact import FLOAT_DTYPES, check_count, check_dtype, check_positive, check_real
 from lib.seeding import check_seed
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -81,8 +81,7 @@ class NonFiniteLossError(FloatingPointError, ValueError):
     bad data or an overflow); the message names the culprit when it can."""
 
 
-@contextlib.contextmanager
-def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
+def evaluation_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
     """Context in which ``model`` and all its submodules are in eval mode; on exit every
     module's ``training`` flag is set back to what it was (also after an exception).
 
@@ -90,6 +89,14 @@ def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
     gradient, a Hessian, an accuracy) does it in eval mode, so a train-mode BatchNorm neither
     uses batch statistics nor updates its running statistics, and Dropout is deterministic.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return _evaluation_mode(model)
+
+
+@contextlib.contextmanager
+def _evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """The context of :func:`evaluation_mode` (``model`` checked there)."""
     flags = [(m, m.training) for m in model.modules()]
     try:
         for m, _ in flags:
@@ -102,7 +109,8 @@ def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 def check_data(inputs: Any, targets: Any) -> None:
     """``inputs`` and ``targets`` must be tensors with at least one sample (first dimension
-    ``> 0``) and finite values (floating ones); else ``TypeError``/``ValueError`` (for
+    ``> 0``) and finite values (floating ones), and ``targets`` (unless 0-d) one row per input
+    (its first dimension that of ``inputs``); else ``TypeError``/``ValueError`` (for
     non-finite values :class:`NonFiniteLossError`) naming the argument."""
     for name, value in (("inputs", inputs), ("targets", targets)):
         if not isinstance(value, torch.Tensor):
@@ -114,6 +122,9 @@ def check_data(inputs: Any, targets: Any) -> None:
                 torch.isfinite(value).all()):
             raise NonFiniteLossError(f"{name} are not finite: "
                                      f"{int((~torch.isfinite(value)).sum())} NaN/inf entries")
+    if inputs.ndim >= 1 and targets.ndim >= 1 and targets.shape[0] != inputs.shape[0]:
+        raise ValueError(f"targets must have one row per input ({inputs.shape[0]} rows), got "
+                         f"shape {tuple(targets.shape)}")
 
 
 # ----------------------------------------------------------------------------- the flat loss
@@ -134,13 +145,17 @@ def flatten_parameters(model: nn.Module) -> torch.Tensor:
 
 def load_flat_parameters(model: nn.Module, theta: torch.Tensor | np.ndarray) -> nn.Module:
     """Copy the flat vector ``theta`` into the trainable parameters of ``model`` (in place);
-    returns ``model``.  ``theta`` is cast to the parameters' dtype and device."""
+    returns ``model``.  ``theta`` is cast to the parameters' dtype and device; a non-finite
+    ``theta`` raises ``ValueError`` (the model is then left unchanged)."""
     _check_model(model)
     params = [p for p in model.parameters() if p.requires_grad]
     n = sum(p.numel() for p in params)
     theta = torch.as_tensor(theta)
     if theta.ndim != 1 or theta.numel() != n:
         raise ValueError(f"theta must be a vector of length {n}, got shape {tuple(theta.shape)}")
+    if (theta.is_floating_point() or theta.is_complex()) and not bool(torch.isfinite(theta).all()):
+        raise ValueError(f"theta must be finite, got {int((~torch.isfinite(theta)).sum())} "
+                         "NaN/inf entries")
     with torch.no_grad():
         offset = 0
         for p in params:
@@ -213,7 +228,11 @@ class FlatLoss:
 
     def _loss(self, theta: torch.Tensor) -> torch.Tensor:
         with evaluation_mode(self.model):
-            out = torch.func.functional_call(self.model, self._params(theta), (self.inputs,))
+            try:
+                out = torch.func.functional_call(self.model, self._params(theta), (self.inputs,))
+            except RuntimeError as e:   # e.g. inputs of the wrong width for the first layer
+                raise ValueError(f"model(inputs) failed for inputs of shape "
+                                 f"{tuple(self.inputs.shape)}: {e}") from e
         loss = self.loss_fn(out, self.targets)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise ValueError("loss_fn must return a scalar tensor")
@@ -413,8 +432,9 @@ WHICH = ("LA", "SA", "BE")
 
 def default_tol(dtype: torch.dtype) -> float:
     """Default relative residual tolerance for a Hessian computed in ``dtype``:
-    ``max(1e-10, 100 * eps(dtype))`` (1e-10 in float64, about 1.2e-5 in float32)."""
-    return max(1e-10, 100.0 * torch.finfo(dtype).eps)
+    ``max(1e-10, 100 * eps(dtype))`` (1e-10 in float64, about 1.2e-5 in float32); ``dtype`` a
+    floating torch dtype (:func:`lib.exact.check_dtype`)."""
+    return max(1e-10, 100.0 * torch.finfo(check_dtype(dtype, names=False)).eps)
 
 
 def lanczos(
@@ -762,6 +782,8 @@ class EigenTracker:
                  cold_every: int = 10) -> None:
         if which not in ENDS:
             raise ValueError(f"which must be one of {tuple(ENDS)}, got {which!r}")
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
         mix = check_real(mix, "mix", ge=0)
         cold_every = check_count(cold_every, "cold_every", minimum=0)
         k = check_count(k, "k")

@@ -217,7 +217,7 @@ class SunCNN(nn.Module):
 
     ``weight``: the ``kernel**2`` filter entries (any array-like); float64 by default.
     Input ``(n, 1, H, W)``, output ``(n,)``.  Guards: ``kernel`` an integer in 1..64,
-    ``beta`` a finite real, ``weight`` ``kernel**2`` real numbers.
+    ``beta`` a finite real, ``weight`` ``kernel**2`` finite real numbers.
     """
 
     def __init__(self, weight: Any, kernel: int = 4, beta: float = 1.0,
@@ -232,6 +232,8 @@ class SunCNN(nn.Module):
         if w is None or w.dtype == torch.bool or w.is_complex() or w.numel() != self.kernel**2:
             got = f"shape {tuple(w.shape)}, dtype {w.dtype}" if w is not None else type(weight).__name__
             raise ValueError(f"weight must hold kernel**2 = {self.kernel**2} real numbers, got {got}")
+        if w.is_floating_point() and not bool(torch.isfinite(w).all()):
+            raise ValueError(f"weight must be finite, got {int((~torch.isfinite(w)).sum())} NaN/inf entries")
         self.conv = nn.Conv2d(1, 1, self.kernel, bias=False, dtype=check_dtype(dtype))
         with torch.no_grad():
             self.conv.weight.copy_(w.reshape(1, 1, self.kernel, self.kernel))

@@ -111,11 +111,11 @@ from torch import nn
 from lib import fp, nets
 from lib._counting import (RELU, UNIT_ROUNDOFF, CellLimitError, Counter, read_ops,
                            relu_widths_of)
-from lib.exact import (check_count, check_interval, check_widths, exact_weights,
+from lib.exact import (check_count, check_dtype, check_interval, check_widths, exact_weights,
                        linear_relu_layers)
 
 __all__ = [
-    "MAX_PIECES", "PieceAnalysis", "piece_analysis", "count_pieces", "breakpoints", "breakpoints_exact",
+    "MAX_PIECES", "MAX_DEPTH", "MAX_GRID_POINTS", "MAX_NETS", "MAX_SEEDS", "PieceAnalysis", "piece_analysis", "count_pieces", "breakpoints", "breakpoints_exact",
     "piece_widths", "VISIBLE_FRACTION", "tooth_width", "visible_width", "count_visible",
     "relu_widths", "piece_bound", "piece_bounds", "grid_count",
     "reference_breakpoints", "reference_count_pieces",
@@ -127,6 +127,10 @@ _U = UNIT_ROUNDOFF
 MAX_PIECES = 2**24
 """Default size guard of the exact counter (``max_pieces=``): at most this many cells
 (16,777,216, the pieces of ``sawtooth_net(24)``; about 300 bytes of memory each at the peak).
+The product bound is checked first; where it exceeds the cap (for sawtooth nets it is far
+above the real count) the default cap is checked layer by layer, before each allocation, so
+``count_pieces(sawtooth_net(28))`` is refused only after about a depth-24 count's work; pass
+a smaller ``max_pieces`` to be refused sooner.
 
 Before any work the counter computes the product bound ``prod (n_l + 1)`` (:func:`piece_bound`);
 if it is at most ``max_pieces`` the count runs unguarded (it cannot exceed the bound).  Otherwise
@@ -138,6 +142,18 @@ cells (cells >= pieces: adjacent cells with equal slopes merge at the end).  So 
 allocates more than about ``max_pieces`` cells, and the work before a refusal is at most
 that of a count of ``max_pieces`` pieces.  ``max_pieces=None`` removes the guard.
 """
+
+
+MAX_DEPTH = 4096
+"""Size guard of the ``depth`` arguments (:func:`tooth_width`, :func:`visible_width`,
+:func:`count_visible`, :func:`width_one_net`, :func:`perturbation_rows`); the chapters use
+depths up to 28."""
+MAX_GRID_POINTS = 10**7
+"""Size guard of :func:`grid_count`'s ``n_points`` (the chapters use at most ``10^6 + 1``)."""
+MAX_NETS = 10**4
+"""Size guard of :func:`random_net_counts`'s ``n_nets`` (the chapters use at most 50)."""
+MAX_SEEDS = 10**4
+"""Size guard of :func:`perturbation_rows`'s ``seeds`` (the chapters use at most 10)."""
 
 
 def _check_max_pieces(max_pieces: Any) -> int | None:
@@ -324,8 +340,9 @@ VISIBLE_FRACTION = Fraction(1, 4)
 
 def tooth_width(depth: int) -> Fraction:
     """Width ``2^(1-L)`` of one tooth (one triangle) of the depth-``L`` sawtooth ``g_L`` on
-    ``[0, 1]``; ``g_L`` has ``2^(L-1)`` teeth and ``2^L`` pieces, each half a tooth wide."""
-    L = check_count(depth, "depth")
+    ``[0, 1]``; ``g_L`` has ``2^(L-1)`` teeth and ``2^L`` pieces, each half a tooth wide.
+    Guard: ``1 <= depth <=`` :data:`MAX_DEPTH`."""
+    L = check_count(depth, "depth", maximum=MAX_DEPTH)
     return Fraction(2) ** (1 - L)
 
 
@@ -335,14 +352,15 @@ def visible_width(depth: int) -> float:
 
     Every chapter that says "visible" counts pieces strictly wider than this (see
     :func:`count_visible`); narrower pieces are slivers that the eye, a plot or a grid of
-    ``2^L`` samples does not resolve.
+    ``2^L`` samples does not resolve.  Guard: ``1 <= depth <=`` :data:`MAX_DEPTH`.
     """
     return float(VISIBLE_FRACTION * tooth_width(depth))
 
 
 def count_visible(net: nn.Sequential, depth: int, interval: Any = (0.0, 1.0)) -> int:
     """Number of pieces of ``net`` on ``interval`` wider than :func:`visible_width` ``(depth)``
-    (exact breakpoints, widths from :func:`piece_widths`).  ``g_L`` itself gives ``2^L``."""
+    (exact breakpoints, widths from :func:`piece_widths`).  ``g_L`` itself gives ``2^L``.
+    Guard: ``1 <= depth <=`` :data:`MAX_DEPTH`, checked before the count."""
     threshold = visible_width(depth)
     return int((piece_widths(net, interval) > threshold).sum())
 
@@ -408,10 +426,14 @@ def grid_count(net: nn.Sequential, interval: Any = (0.0, 1.0), n_points: int = 1
     point (at the start, from the next one), so touching zeros and zeros at the interval's
     ends do not count and a crossing counts once.  Several changes
     inside one grid cell count once: pieces narrower than the spacing are missed.
+    Guards: ``2 <= n_points <=`` :data:`MAX_GRID_POINTS`; ``dtype`` (if given) a floating
+    torch dtype (:func:`lib.exact.check_dtype`).
     """
     _layers(net)
     lo, hi = _interval(interval)
-    n_points = check_count(n_points, "n_points", 2)
+    n_points = check_count(n_points, "n_points", 2, maximum=MAX_GRID_POINTS)
+    if dtype is not None:
+        dtype = check_dtype(dtype, names=False)
     params = list(net.parameters())
     if dtype is None:
         dtype = params[0].dtype if params else torch.float64
@@ -504,9 +526,10 @@ def width_one_net(depth: int) -> nn.Sequential:
     (float64).  It has 3 pieces on the line for every ``depth >= 2``.
 
     The layers are built with ``nn.Linear`` and then filled, so building consumes torch's
-    global random numbers exactly as ``nn.Linear`` does.
+    global random numbers exactly as ``nn.Linear`` does.  Guard: ``1 <= depth <=``
+    :data:`MAX_DEPTH`.
     """
-    depth = check_count(depth, "depth")
+    depth = check_count(depth, "depth", maximum=MAX_DEPTH)
     layers = [nn.Linear(1, 1, dtype=torch.float64) for _ in range(depth + 1)]
     with torch.no_grad():
         for i, layer in enumerate(layers):
@@ -525,8 +548,9 @@ def random_net_counts(depths: Sequence[int], widths: Sequence[int], n_nets: int,
     ``10^4 L + 100 n + k``), each counted exactly on every interval of ``intervals``.  Returns
     one row per ``(init, L, n)``: ``init``, ``depth``, ``width``, ``neurons``, ``product
     bound`` and ``counts``, a list per interval of the ``n_nets`` counts.
+    Guard: ``2 <= n_nets <=`` :data:`MAX_NETS`.
     """
-    n_nets = check_count(n_nets, "n_nets", 2)
+    n_nets = check_count(n_nets, "n_nets", 2, maximum=MAX_NETS)
     depths = [check_count(d, "depths") for d in depths]
     widths = [check_count(w, "widths") for w in widths]
     if isinstance(intervals, (str, bytes)) or not isinstance(intervals, Sequence) or not intervals:
@@ -626,9 +650,9 @@ def perturbation_rows(net: nn.Sequential, rels: Sequence[float], seeds: int,
     threshold :func:`visible_width` ``(depth)``), the ideal cells ``lost`` and visible pieces
     ``added`` (:func:`_cell_matches`), the ``crossings of 1/2`` (sign changes of ``net - 1/2``
     at the breakpoints, float64; ``g_L``: ``2^L``), the ``smallest width`` and the counter's
-    ``rational cells``.
+    ``rational cells``.  Guards: ``1 <= seeds <=`` :data:`MAX_SEEDS`, ``1 <= depth <= 40``.
     """
-    seeds = check_count(seeds, "seeds")
+    seeds = check_count(seeds, "seeds", maximum=MAX_SEEDS)
     depth = check_count(depth, "depth", maximum=40)
     rows = []
     for rel in rels:

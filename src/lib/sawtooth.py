@@ -153,7 +153,7 @@ def product_exact(x: Any, y: Any, m: int) -> Fraction:
     For ``x, y`` in ``[0, 1]`` it approximates ``xy = 2((x+y)/2)^2 - x^2/2 - y^2/2`` with
     error at most ``2^(-2m-1)``, attained at ``(0, 2^-m)``.
     """
-    x, y = to_fraction(x), to_fraction(y)
+    x, y = to_fraction(x, "x"), to_fraction(y, "y")
     return 2 * yarotsky_exact((x + y) / 2, m) - yarotsky_exact(x, m) / 2 - yarotsky_exact(y, m) / 2
 
 
@@ -372,8 +372,8 @@ def shallow_pl_net(knots: Sequence[Any], values: Sequence[Any],
     ``P``-unit network there.)
     """
     dtype = check_dtype(dtype, names=False)
-    ks = [to_fraction(k) for k in knots]
-    vs = [to_fraction(v) for v in values]
+    ks = [to_fraction(k, f"knots[{i}]") for i, k in enumerate(knots)]
+    vs = [to_fraction(v, f"values[{i}]") for i, v in enumerate(values)]
     if len(ks) < 2 or len(ks) != len(vs):
         raise ValueError("knots and values must have the same length >= 2, "
                          f"got {len(ks)} and {len(vs)}")
@@ -676,7 +676,7 @@ def dyadic_net_exact(net: nn.Sequential, points: Iterable[Any]) -> list[Fraction
     if isinstance(points, (str, bytes)) or not isinstance(points, Iterable):
         raise TypeError(f"points must be an iterable of numbers, got {type(points).__name__}")
     layers = linear_relu_layers(net)
-    pts = [to_fraction(t) for t in points]
+    pts = [to_fraction(t, f"points[{i}]") for i, t in enumerate(points)]
     if not pts:
         return []
     for t in pts:
@@ -887,7 +887,7 @@ def square_error_on_cells(net: nn.Sequential,
     """
     if isinstance(breakpoints, (str, bytes)) or not isinstance(breakpoints, Sequence):
         raise TypeError(f"breakpoints must be a sequence of numbers, got {type(breakpoints).__name__}")
-    ends = [Fraction(0)] + [to_fraction(t) for t in breakpoints] + [Fraction(1)]
+    ends = [Fraction(0)] + [to_fraction(t, f"breakpoints[{i}]") for i, t in enumerate(breakpoints)] + [Fraction(1)]
     if any(a >= b for a, b in zip(ends, ends[1:])):
         raise ValueError("breakpoints must be increasing and inside (0, 1)")
     at_ends = dyadic_net_exact(net, ends)

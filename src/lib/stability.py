@@ -26,7 +26,8 @@ from scipy.special import expit
 from torch import nn
 
 from lib import flows, hessian, nets, train
-from lib.exact import check_count, check_positive, check_probability, check_real
+from lib.exact import (check_count, check_dtype, check_positive, check_probability, check_real,
+                       check_seed)
 
 __all__ = [
     "quadratic_mode_runs", "sharpness_runs", "lastbit_accuracy", "lastbit_statistics",
@@ -218,8 +219,10 @@ def lastbit_statistics(edge: Any, below: Any, crossing: int, steps: int) -> dict
 
 # --------------------------------------------------------------------------- Sun's model
 def checkerboard(size: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """A ``(1, 1, size, size)`` checkerboard of +-1, -1 at ``(0, 0)`` (as Sun et al.'s)."""
+    """A ``(1, 1, size, size)`` checkerboard of +-1, -1 at ``(0, 0)`` (as Sun et al.'s), in a
+    floating ``dtype`` (:func:`lib.exact.check_dtype`); guard ``size <= 4096``."""
     size = check_count(size, "size", maximum=4096)
+    dtype = check_dtype(dtype, names=False)
     ij = torch.arange(size)
     img = torch.where((ij[:, None] + ij[None, :]) % 2 == 0, -1.0, 1.0).to(dtype)
     return img.reshape(1, 1, size, size)
@@ -303,9 +306,9 @@ def restrained_runs(w0: Any, etas: Sequence[float], alpha: float, steps: int, la
 
 
 # --------------------------------------------------------------------------- 1-D reduction
-def _check_n(n: Any) -> Any:
-    check_positive(n, "n (the number of patches)")
-    return n
+def _check_n(n: Any) -> float:
+    """``n`` (the number of patches) as a positive float (NumPy, 0-d torch, Fraction too)."""
+    return check_positive(n, "n (the number of patches)")
 
 
 def sun_pi(a: Any, n: Any) -> Any:
@@ -338,12 +341,13 @@ def sun_phi_2(a: Any, n: Any) -> Any:
 def sun_map(u0: Any, etas: Sequence[float], alpha: float, n: Any, c_norm: float,
             steps: int) -> np.ndarray:
     """The one-dimensional GD map of lem-sun-1d for several step sizes at once:
-    ``(steps + 1, len(etas))`` iterates ``u_k`` (overflow gives inf/nan silently)."""
+    ``(steps + 1, len(etas))`` iterates ``u_k`` (overflow gives inf/nan silently); the weight
+    decay ``alpha`` must be positive and finite."""
     etas = np.asarray(_check_etas(etas), dtype=float)
     steps = _steps(steps)
     c_norm = check_positive(c_norm, "c_norm")
-    alpha = check_real(alpha, "alpha", ge=0)
-    _check_n(n)
+    alpha = check_positive(alpha, "alpha")
+    n = _check_n(n)
     u = np.empty((steps + 1, len(etas)))
     u[0] = u0
     with np.errstate(over="ignore", invalid="ignore"):
@@ -354,8 +358,9 @@ def sun_map(u0: Any, etas: Sequence[float], alpha: float, n: Any, c_norm: float,
 
 def sun_curvature(u: Any, alpha: float, n: Any, c_norm: float) -> Any:
     """The curvature of the 1-D objective along ``c_hat`` at ``u``: ``||c||^2 phi''(||c|| u) +
-    alpha``."""
+    alpha`` (``alpha``: a positive finite real)."""
     c_norm = check_positive(c_norm, "c_norm")
+    alpha, n = check_positive(alpha, "alpha"), _check_n(n)
     return c_norm**2 * sun_phi_2(c_norm * u, n) + alpha
 
 
@@ -616,7 +621,9 @@ def spread_ratio(acc: np.ndarray, *, n_boot: int = 2000, level: float = 0.9,
     (``inf`` when the seed estimate is 0; equal spreads read 1) and a percentile bootstrap
     interval ``ci`` at ``level``: rows resampled, then the columns of each row, with
     replacement.  ``naive``: the older estimate (mean std over columns / mean std over rows),
-    which reads ~``sigma_p / sqrt(sigma_s^2 + sigma_p^2)`` and cannot exceed about 1."""
+    which reads ~``sigma_p / sqrt(sigma_s^2 + sigma_p^2)`` and cannot exceed about 1.
+    ``seed``: :func:`lib.exact.check_seed`."""
+    seed = check_seed(seed)
     acc = np.asarray(acc, dtype=float)
     if acc.ndim != 2 or min(acc.shape) < 2:
         raise ValueError(f"acc must be a 2-D table with at least 2 rows and columns, "
@@ -648,6 +655,7 @@ def spread_by_window(history: Any, steps: Any, ends: Sequence[int], length: int,
     end]`` for each ``end`` in ``ends``; ``history`` ``(seeds, perturbations, n)`` recorded at
     ``steps`` (``n``).  Arrays over ``ends``: ``ratio``, ``lo``, ``hi``, ``pert``, ``seed``,
     ``n_records``."""
+    seed = check_seed(seed)
     history, steps = np.asarray(history, dtype=float), np.asarray(steps)
     if history.ndim != 3 or history.shape[2] != len(steps):
         raise ValueError(f"history must be (seeds, perturbations, len(steps)), got "
@@ -675,10 +683,12 @@ def top2_along(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets:
     <= stop`` the two largest Hessian eigenvalues (cold-started Lanczos, residual
     ``<= tol ||H||``) and their eigenvectors.  ``values`` ``(n, 2)``, ``steps``, ``overlap``
     ``(n - 1, 2, 2)`` (``|<u_i(j), u_l(j+1)>|``), ``swap`` (the previous top eigenvector is
-    closer to the new second one than to the new top one) and ``converged``."""
+    closer to the new second one than to the new top one) and ``converged``.  Guards:
+    ``start <= stop <=`` :data:`lib.train.MAX_STEPS`, ``tol`` a positive real."""
     eta = _check_etas((eta,), "eta")[0]
-    start, stop, every = (check_count(start, "start"), check_count(stop, "stop"),
-                          check_count(every, "every"))
+    start, stop, every = (check_count(start, "start"),
+                          check_count(stop, "stop", maximum=train.MAX_STEPS), check_count(every, "every"))
+    tol = check_positive(tol, "tol")
     if stop < start:
         raise ValueError(f"stop must be >= start={start}, got {stop}")
     vals: list[np.ndarray] = []

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from lib.config import is_paper, progress
+from lib.exact import check_count
 from lib.seeding import check_seed
 
 JOBS_ENV = "BOOK_SWEEP_JOBS"
@@ -51,9 +52,15 @@ _DASK_CLIENT: Any = None
 
 
 def _check_jobs(jobs: Any, name: str) -> int:
-    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or not (jobs >= 1 or jobs == -1):
-        raise ValueError(f"{name} must be a positive int or -1 (all workers), got {jobs!r}")
-    return int(jobs)
+    """A positive integer or -1 (Python, NumPy or 0-d torch integers; bools refused)."""
+    message = f"{name} must be a positive int or -1 (all workers), got {jobs!r}"
+    try:
+        value = check_count(jobs, name, minimum=None)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    if not (value >= 1 or value == -1):
+        raise ValueError(message)
+    return value
 
 
 def _env_jobs() -> int | None:

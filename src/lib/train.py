@@ -56,7 +56,8 @@ from torch import nn
 
 from lib import hessian
 from lib.config import progress
-from lib.exact import check_count, check_dtype, check_positive, check_probability, check_real
+from lib.exact import (check_count, check_dtype, check_interval, check_positive, check_probability,
+                       check_real)
 from lib.pieces import piece_widths
 from lib.seeding import check_seed, torch_generator
 
@@ -91,7 +92,12 @@ class GDRun:
 def update_stats(update: torch.Tensor) -> dict[str, float]:
     """Summary of one parameter's update: max and mean of ``|u|``, the mean of ``1/|u|``
     over the non-zero entries (Karner et al.'s assumption (A) bounds this) and the number of
-    zero entries.  Computed in float64."""
+    zero entries.  Computed in float64; ``update`` a non-empty tensor (else ``TypeError`` /
+    ``ValueError`` naming it)."""
+    if not isinstance(update, torch.Tensor):
+        raise TypeError(f"update must be a torch.Tensor, got {type(update).__name__}")
+    if update.numel() == 0:
+        raise ValueError("update must hold at least one entry, got an empty tensor")
     a = update.detach().abs().to(torch.float64).reshape(-1)
     nonzero = a[a > 0]
     has_nan = bool(torch.isnan(a).any())      # a NaN update gives NaN statistics, never 0
@@ -466,8 +472,13 @@ def sharpness_along(
     """The sharpness at each row of ``thetas`` (flattened trainable parameters of ``model``,
     e.g. a :class:`lib.flows.Trajectory` of the gradient flow), warm-started row to row as in
     :class:`SharpnessHook`; returns its :meth:`SharpnessHook.result` (``step`` = ``steps`` or
-    the row index).  ``model`` supplies the architecture and dtype and is not modified."""
+    the row index).  ``model`` supplies the architecture and dtype and is not modified.
+    Guard: ``k`` at most the number of trainable parameters, checked before any work."""
     method = _check_sharpness(loss_fn, inputs, targets, 1, k, tol, max_iter, method, True)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    k = check_count(k, "k", maximum=max(n_params, 1))
     n_rows = np.asarray(thetas).shape[0] if np.ndim(thetas) == 2 else 0
     labels = np.arange(n_rows) if steps is None else np.asarray(steps)
     if n_rows and labels.shape != (n_rows,):
@@ -537,8 +548,10 @@ def edge_statistics(steps: Any, sharpness: Any, lr: float, *, after: int = 0) ->
 def piece_hooks(min_width: float, interval: Any = (0.0, 1.0)) -> dict[str, Hook]:
     """Hooks for :func:`gd`: ``"pieces"`` (the exact count of :func:`lib.pieces.count_pieces`)
     and ``"visible"`` (pieces wider than ``min_width``, :func:`lib.pieces.piece_widths`) of the
-    trained network on ``interval``, one piece analysis per recorded step."""
+    trained network on ``interval``, one piece analysis per recorded step.  ``interval`` is
+    checked here (:func:`lib.exact.check_interval`), not at the first recorded step."""
     min_width = check_real(min_width, "min_width", ge=0)
+    check_interval(interval)
     cache: dict[tuple[int, int, bytes], np.ndarray] = {}
 
     def widths(model: nn.Module, step: int) -> np.ndarray:
