@@ -197,7 +197,9 @@ def merge_records(record: dict[str, Any] | None, parts: Sequence[dict[str, Any]]
             c for c in part["claims"] if c["chapter"] in done]
         out["chapters"] = {**{k: v for k, v in out.get("chapters", {}).items() if k not in done},
                            **part["chapters"]}
-        out["commit"], out["created"] = part["commit"], part["created"]
+    newest = max(parts, key=lambda part: part.get("created", ""))
+    if newest.get("created", "") >= out.get("created", ""):
+        out["commit"], out["created"] = newest["commit"], newest["created"]
     _claims.check_unique(out["claims"])
     return out
 
