@@ -276,7 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"[lib.record] wrote {out}: {len(record['claims'])} claims"
           + (f"; verdicts that differ from the expected ones: {', '.join(differing)}"
              if differing else ""))
-    return 0 if all(r["status"] == "ok" for r in runs) else 1
+    # a page with code but no claims (the notation page) is recorded, not a failure
+    return 0 if all(r["status"] in ("ok", "no ledger") for r in runs) else 1
 
 
 if __name__ == "__main__":
