@@ -273,7 +273,10 @@ def test_table_shows_the_paper_verdict_and_flags_a_difference(tmp_path, monkeypa
     assert lines[2].endswith("| holds |")
     assert "**fails** (differs; measured there: q = 7.25)" in lines[3]
     assert lines[4].endswith("| not run at paper scale |")
-    assert all(line.count(" | ") == 5 for line in lines[2:])
+    assert all(line.count(" | ") == 5 for line in lines[2:5])
+    assert "Verdicts that differ at paper scale" in text
+    assert "- `saw-b` holds here (q = 1) and fails at paper scale (q = 7.25)." in text
+    assert "`saw-a` holds here" not in text
     other = dict(paper, chapters={"pieces": {}})
     assert "at paper scale" not in ledger.table(publish=False, paper=other)._repr_markdown_()
     assert "at paper scale" not in ledger.table(publish=False, paper=None)._repr_markdown_()

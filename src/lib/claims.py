@@ -704,7 +704,25 @@ def claims_table(claims: Iterable[Mapping[str, Any]],
             )
             + " |"
         )
-    return "\n".join(rows) + "\n"
+    return "\n".join(rows) + "\n" + (_differences(claims, paper) if paper is not None else "")
+
+
+def _differences(claims: Iterable[Mapping[str, Any]],
+                 paper: Mapping[str, Mapping[str, Any]]) -> str:
+    """A paragraph naming each claim whose verdict differs at paper scale, with both
+    measurements (a finding about the claim's scale, stated in the chapter)."""
+    items = []
+    for c in claims:
+        theirs = paper.get(c["id"])
+        if theirs is not None and theirs["verdict"] != c["verdict"]:
+            items.append(f"- `{c['id']}` {c['verdict']} here ({render_measured(c['measured'])}) "
+                         f"and {theirs['verdict']} at paper scale "
+                         f"({render_measured(theirs['measured'])}).")
+    if not items:
+        return ""
+    return ("\n**Verdicts that differ at paper scale.** These claims, as worded, hold at one "
+            "scale and not at the other; the text above describes this build's scale:\n\n"
+            + "\n".join(items) + "\n")
 
 
 def verdict_counts(claims: Iterable[Mapping[str, Any]]) -> dict[str, int]:
