@@ -78,16 +78,19 @@ def test_report_groups_counts_and_compares_with_the_paper_record():
     assert "No paper-scale record" in no_paper and "No execution data" in no_paper
 
 
+def _run(chapter, values, runtime_s):
+    """A successful chapter run of lib.record with claims ``values`` (id -> measured q)."""
+    return {"chapter": chapter, "ledger": _ledger(chapter, values), "runtime_s": runtime_s,
+            "status": "ok", "error": ""}
+
+
 def test_merge_replaces_only_the_chapters_run():
     old = record.merge(None, [
-        {"chapter": "sawtooth", "ledger": _ledger("sawtooth", {"saw-a": 0.5}),
-         "runtime_s": 10.0, "status": "ok", "error": ""},
-        {"chapter": "pieces", "ledger": _ledger("pieces", {"pieces-a": 0.5}),
-         "runtime_s": 20.0, "status": "ok", "error": ""},
+        _run("sawtooth", {"saw-a": 0.5}, 10.0),
+        _run("pieces", {"pieces-a": 0.5}, 20.0),
     ], profile="paper", commit="c1", created="d1", machine="m")
     new = record.merge(old, [
-        {"chapter": "sawtooth", "ledger": _ledger("sawtooth", {"saw-a": 0.5, "saw-b": 0.7}),
-         "runtime_s": 11.0, "status": "ok", "error": ""},
+        _run("sawtooth", {"saw-a": 0.5, "saw-b": 0.7}, 11.0),
     ], profile="paper", commit="c2", created="d2", machine="m")
     assert [c["id"] for c in new["claims"]] == ["pieces-a", "saw-a", "saw-b"]
     assert new["chapters"]["pieces"]["commit"] == "c1"
@@ -150,14 +153,11 @@ def test_run_chapter_records_a_changed_verdict_at_paper_scale(tmp_path):
 
 def test_merge_records_takes_each_parts_chapters_with_their_provenance():
     base = record.merge(None, [
-        {"chapter": "sawtooth", "ledger": _ledger("sawtooth", {"saw-a": 0.5}),
-         "runtime_s": 10.0, "status": "ok", "error": ""},
-        {"chapter": "pieces", "ledger": _ledger("pieces", {"pieces-a": 0.5}),
-         "runtime_s": 20.0, "status": "ok", "error": ""},
+        _run("sawtooth", {"saw-a": 0.5}, 10.0),
+        _run("pieces", {"pieces-a": 0.5}, 20.0),
     ], profile="paper", commit="c1", created="d1", machine="m")
     part = record.merge(None, [
-        {"chapter": "pieces", "ledger": _ledger("pieces", {"pieces-a": 0.7, "pieces-b": 0.1}),
-         "runtime_s": 30.0, "status": "ok", "error": ""},
+        _run("pieces", {"pieces-a": 0.7, "pieces-b": 0.1}, 30.0),
     ], profile="paper", commit="c2", created="d2", machine="m2")
     merged = record.merge_records(base, [part])
     assert sorted(c["id"] for c in merged["claims"]) == ["pieces-a", "pieces-b", "saw-a"]

@@ -204,6 +204,11 @@ def merge_records(record: dict[str, Any] | None, parts: Sequence[dict[str, Any]]
     return out
 
 
+def _write(out: Path, record: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+
+
 def _run_in_processes(chapters: Sequence[Path], args: Any, jobs: int, tmp: Path) -> list[int]:
     """Each chapter by ``python -m lib.record CHAPTER --out tmp/NAME.json`` in its own process,
     ``jobs`` at a time, each with one OpenMP/torch thread; return their exit statuses."""
@@ -238,8 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out) if args.out else PAPER_RECORD.parent.parent / args.profile / "claims.json"
     if args.merge:
         merged = merge_records(load_record(out), [load_record(p) or {} for p in args.merge])
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(merged, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        _write(out, merged)
         print(f"[lib.record] merged {len(args.merge)} records into {out}: "
               f"{len(merged['claims'])} claims")
         return 0
@@ -255,8 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             codes = _run_in_processes(chapters, args, args.jobs, Path(tmp))
             parts = [load_record(Path(tmp) / f"{c.stem}.json") for c in chapters]
             merged = merge_records(load_record(out), [p for p in parts if p])
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(merged, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        _write(out, merged)
         print(f"[lib.record] wrote {out}: {len(merged['claims'])} claims")
         return 0 if all(code == 0 for code in codes) else 1
     commit, machine = git_commit(root), hardware()
@@ -270,8 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs.append(run)
     record = merge(load_record(out), runs, profile=args.profile, commit=commit, created=now(),
                    machine=machine)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    _write(out, record)
     differing = [c["id"] for c in record["claims"] if c.get("expected") not in (None, c["verdict"])]
     print(f"[lib.record] wrote {out}: {len(record['claims'])} claims"
           + (f"; verdicts that differ from the expected ones: {', '.join(differing)}"
