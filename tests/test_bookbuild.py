@@ -156,6 +156,39 @@ def test_prefill_executes_stale_notebooks_in_parallel_and_reports_failures(tmp_p
     assert again["cached"] == [str(good)] and not again["executed"]
 
 
+def test_sweep_share_splits_the_cores_between_parallel_chapters(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert 1 <= bookbuild.usable_cores() <= (os.cpu_count() or 1)
+    monkeypatch.setattr(bookbuild, "usable_cores", lambda: 16)
+    assert bookbuild.sweep_share(1, {}) == {}                          # one chapter: sweeps decide
+    assert bookbuild.sweep_share(4, {}) == {"BOOK_SWEEP_JOBS": "4"}
+    assert bookbuild.sweep_share(7, {}) == {"BOOK_SWEEP_JOBS": "2"}    # floor of 16 / 7
+    assert bookbuild.sweep_share(32, {}) == {"BOOK_SWEEP_JOBS": "1"}
+    assert bookbuild.sweep_share(4, {"BOOK_SWEEP_JOBS": "3"}) == {}   # the user's choice wins
+    for bad in (0, -1, 2.0, True, "2"):
+        with pytest.raises(ValueError, match="chapters_at_once"):
+            bookbuild.sweep_share(bad, {})
+
+
+def test_prefill_gives_each_parallel_chapter_its_share_of_cores(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernels of chapters executed in parallel see BOOK_SWEEP_JOBS = cores // chapters;
+    the build's own environment is left as it was."""
+    from myst_nb.core.config import NbParserConfig
+    from myst_parser.config.main import MdParserConfig
+
+    monkeypatch.delenv("BOOK_SWEEP_JOBS", raising=False)
+    expected = str(max(bookbuild.usable_cores() // 2, 1))
+    check = "int(__import__('os').environ['BOOK_SWEEP_JOBS'])"
+    pages = [tmp_path / f"share{i}.md" for i in range(2)]
+    for page in pages:
+        page.write_text(_NB.format(name=page.stem, value=f"{check} - {expected} + 1"))
+    nb_config = NbParserConfig(execution_mode="cache", execution_timeout=120,
+                               execution_cache_path=str(tmp_path / "cache"))
+    report = bookbuild.prefill_cache(pages, MdParserConfig(), nb_config, jobs=2)
+    assert set(report["executed"]) == {str(p) for p in pages}, report["failed"]
+    assert "BOOK_SWEEP_JOBS" not in os.environ
+
+
 def test_reachable_inventories_keeps_only_answering_servers(tmp_path: Path) -> None:
     import http.server
     import threading

@@ -151,6 +151,31 @@ def build_jobs(environ: Any = None) -> int:
     return jobs
 
 
+#: lib.sweep's worker count variable, named here so the build need not import torch.
+SWEEP_JOBS_ENV = "BOOK_SWEEP_JOBS"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS reports it)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return max(os.cpu_count() or 1, 1)
+
+
+def sweep_share(chapters_at_once: int, environ: Any = None) -> dict[str, str]:
+    """Environment for chapters that run ``chapters_at_once`` at a time: each chapter's
+    ``lib.sweep`` gets an equal share of the cores (``BOOK_SWEEP_JOBS`` = cores // chapters, at
+    least 1), so parallel chapters and their sweeps do not oversubscribe the machine.  Empty when
+    ``BOOK_SWEEP_JOBS`` is already set (the user's choice wins) or one chapter runs at a time."""
+    if isinstance(chapters_at_once, bool) or not isinstance(chapters_at_once, int) or chapters_at_once < 1:
+        raise ValueError(f"chapters_at_once must be an int >= 1, got {chapters_at_once!r}")
+    env = os.environ if environ is None else environ
+    if chapters_at_once == 1 or env.get(SWEEP_JOBS_ENV, "").strip():
+        return {}
+    return {SWEEP_JOBS_ENV: str(max(usable_cores() // chapters_at_once, 1))}
+
+
 def toc_files(root: Path, toc: str = "_toc.yml") -> list[Path]:
     """The source files of every page in ``root/toc`` (``root`` + ``file`` + its suffix)."""
     import yaml
@@ -199,13 +224,9 @@ def prefill_cache(paths: list[Path], md_config: Any, nb_config: Any, jobs: int,
                   log: Any = None) -> dict[str, Any]:
     """Execute, ``jobs`` at a time, the notebooks among ``paths`` that the execution cache of
     ``nb_config`` lacks, and cache them as myst-nb does.  Returns ``{"cached": [...],
-    "executed": {path: seconds}, "failed": {path: message}}``."""
-    import nbformat
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
+    "executed": {path: seconds}, "failed": {path: message}}``.  While they run, each chapter's
+    sweeps get an equal share of the cores (:func:`sweep_share`)."""
     from jupyter_cache import get_cache
-    from jupyter_cache.base import CacheBundleIn
     from myst_nb.core.read import create_nb_reader
 
     cache = get_cache(nb_config.execution_cache_path)
@@ -225,8 +246,28 @@ def prefill_cache(paths: list[Path], md_config: Any, nb_config: Any, jobs: int,
             stale.append((Path(path), notebook))
     if not stale:
         return report
+    workers = min(jobs, len(stale))
+    shared, saved = sweep_share(workers), os.environ.get(SWEEP_JOBS_ENV)
+    os.environ.update(shared)      # the spawned workers and their kernels inherit it
+    try:
+        _run_stale(stale, cache, nb_config, workers, report, log)
+    finally:
+        if shared and saved is None:
+            os.environ.pop(SWEEP_JOBS_ENV, None)
+    return report
+
+
+def _run_stale(stale: list[Any], cache: Any, nb_config: Any, workers: int, report: dict[str, Any],
+               log: Any) -> None:
+    """Execute the stale notebooks ``workers`` at a time and cache them (for prefill_cache)."""
+    import nbformat
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from jupyter_cache.base import CacheBundleIn
+
     timeout, allow = nb_config.execution_timeout, nb_config.execution_allow_errors
-    with ProcessPoolExecutor(max_workers=min(jobs, len(stale)), mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(_execute, nbformat.writes(nb), str(path.parent), timeout, allow): path
                    for path, nb in stale}
         for future, path in futures.items():
@@ -243,7 +284,6 @@ def prefill_cache(paths: list[Path], md_config: Any, nb_config: Any, jobs: int,
                 where = "" if out["cell"] is None else f", notebook cell {out['cell']}"
                 report["failed"][str(path)] = (f"executing {path} failed ({out['error']}{where}):\n"
                                                f"{out['traceback']}")
-    return report
 
 
 def _prefill(app: Any) -> None:

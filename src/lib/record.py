@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from lib import claims as _claims
-from lib.bookbuild import toc_files
+from lib.bookbuild import sweep_share, toc_files
 from lib.config import PROFILE_ENV, PROFILES, PROGRESS_ENV
 from lib.report import BOOK_TITLE, PAPER_RECORD, git_commit, hardware, load_record, now
 
@@ -211,11 +211,13 @@ def _write(out: Path, record: dict[str, Any]) -> None:
 
 def _run_in_processes(chapters: Sequence[Path], args: Any, jobs: int, tmp: Path) -> list[int]:
     """Each chapter by ``python -m lib.record CHAPTER --out tmp/NAME.json`` in its own process,
-    ``jobs`` at a time, each with one OpenMP/torch thread; return their exit statuses."""
+    ``jobs`` at a time, each with one OpenMP/torch thread and its share of the cores for its
+    sweeps (``bookbuild.sweep_share``); return their exit statuses."""
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           **sweep_share(max(min(jobs, len(chapters)), 1))}
 
     def one(chapter: Path) -> int:
         cmd = [sys.executable, "-m", "lib.record", str(chapter), "--profile", args.profile,
