@@ -219,3 +219,27 @@ def test_dask_cluster_gives_identical_results(dask_client, monkeypatch: pytest.M
     assert [r for r, _ in sweep.run(_on_dask, TASKS)] == expected
     seed = lambda t: 11 * t                                   # noqa: E731
     assert sweep.run(_global_draws, range(6), seed=seed) == [_seeded_by_hand(seed(t)) for t in range(6)]
+
+
+def _inner(task: int) -> tuple[tuple[str, int], list[int]]:
+    """A task that starts a sweep of its own (seeded, like its outer sweep)."""
+    return sweep.plan(jobs=2), sweep.run(lambda k: int(torch.randint(0, 10**9, (1,))) + k, range(3),
+                                         jobs=2, seed=lambda k: 100 * task + k)
+
+
+@pytest.mark.parametrize(("jobs", "backend"), [(1, None), (2, "loky"), (2, "threading")])
+def test_nested_sweeps_run_serially_inside_a_task(jobs: int, backend: str | None) -> None:
+    """Pools never nest: inside a task, plan() is serial whatever is asked; seeded sweeps nested
+    in seeded tasks neither deadlock on the generators' lock nor change their draws."""
+    expected = [[_draw(100 * t + k) + k for k in range(3)] for t in range(4)]
+    out = sweep.run(_inner, range(4), jobs=jobs, backend=backend, seed=lambda t: 7 + t)
+    assert [plan for plan, _ in out] == [("serial", 1)] * 4
+    assert [draws for _, draws in out] == expected
+    assert sweep.plan(jobs=2) == ("loky", 2)          # outside a task: as asked
+
+
+def _draw(seed: int) -> int:
+    """What torch's global generator, seeded with ``seed``, draws first in ``_inner``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return int(torch.randint(0, 10**9, (1,)))

@@ -11,7 +11,8 @@
   scheduler at ``DASK_SCHEDULER_ADDRESS``, else starts a local cluster once per process).
 
 ``BOOK_SWEEP_JOBS=N`` overrides the number of jobs (``1``: serial in this process; ``-1``: all
-of the backend's workers).  The results do not depend on the backend, the number of jobs or
+of the backend's workers).  A sweep started inside a task of another sweep runs serially in that
+task (pools never nest: the outer sweep already uses the cores).  The results do not depend on the backend, the number of jobs or
 the order in which tasks run: each task runs with one torch thread, the caller's
 deterministic-algorithms switch and default dtype, and its randomness from its own seed (taken
 from the task by ``fn``, or set on the global generators by ``seed=``), never from a generator
@@ -46,7 +47,9 @@ R = TypeVar("R")
 
 #: Serialises seeded tasks within one process (the global generators are per process, and the
 #: threading and Dask backends run several tasks of one process at once).
-_GLOBAL_RNG_LOCK = threading.Lock()
+_GLOBAL_RNG_LOCK = threading.RLock()
+#: Marks the thread of this process that is running a sweep task (nested sweeps run serially).
+_TASK = threading.local()
 #: The Dask client started for ``BOOK_SWEEP_BACKEND=dask`` when none was running (kept alive).
 _DASK_CLIENT: Any = None
 
@@ -108,7 +111,8 @@ def plan(jobs: int | None = None, backend: str | None = None) -> tuple[str, int]
     """``(backend, jobs)`` that :func:`run` would use: ``("serial", 1)`` in this process, else
     a joblib backend name and its ``n_jobs`` (``-1``: all of its workers).
 
-    Precedence, for the backend: the ``backend`` argument, an enclosing
+    Inside a task of another sweep: ``("serial", 1)``, whatever is asked (pools never nest).
+    Otherwise, precedence, for the backend: the ``backend`` argument, an enclosing
     ``joblib.parallel_config``, ``BOOK_SWEEP_BACKEND``, else ``loky`` (processes).  For the jobs:
     the ``jobs`` argument, the enclosing ``parallel_config``'s ``n_jobs``, ``BOOK_SWEEP_JOBS``,
     ``-1`` when a backend was selected, else :func:`default_jobs`.  One job means serial in this
@@ -118,6 +122,8 @@ def plan(jobs: int | None = None, backend: str | None = None) -> tuple[str, int]
         jobs = _check_jobs(jobs, "jobs")
     if backend is not None:
         backend = _check_backend(backend, "backend")
+    if getattr(_TASK, "active", False):
+        return "serial", 1
     ctx_backend, ctx_jobs = _context()
     env_raw = os.environ.get(BACKEND_ENV, "").strip()
     env_backend = _check_backend(env_raw, BACKEND_ENV) if env_raw else None
@@ -156,6 +162,14 @@ def _call(fn: Callable[[Any], Any], task: Any, seed: int | None,
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
     _set_switches(switches)
+    outer, _TASK.active = getattr(_TASK, "active", False), True
+    try:
+        return _seeded(fn, task, seed)
+    finally:
+        _TASK.active = outer
+
+
+def _seeded(fn: Callable[[Any], Any], task: Any, seed: int | None) -> Any:
     if seed is None:
         return fn(task)
     with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=_cuda_devices()):
