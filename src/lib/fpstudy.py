@@ -2,7 +2,11 @@
 
 Gradient descent near the constructions in each float format, perturbation sweeps and the
 counts taken along them: the machinery behind ``book/floating-point.md``, kept here so the
-chapter shows the idea in short cells.
+chapter shows the idea in short cells.  The sweeps over independent cells
+(:func:`perturbation_sweep`'s depths x levels, :func:`perturbed_mse`'s levels,
+:func:`he_precision_grid`'s depths x widths and depths x widths x formats) run through
+:func:`lib.sweep.run`: serial under the ``quick`` profile, on all cores under ``paper``; every
+cell draws from its own seeds, so the results do not depend on the backend.
 """
 
 from __future__ import annotations
@@ -10,13 +14,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from lib import fp, hessian, nets, pieces, train
+from lib import fp, hessian, nets, pieces, sweep, train
 from lib import sawtooth as st
 from lib.exact import (check_count, check_dtype, check_positive, check_real, check_seed,
                        linear_relu_layers)
@@ -92,43 +97,52 @@ def perturbation_sweep(depths: Sequence[int], levels: Sequence[float],
     over the seeds of all pieces, of the visible pieces (wider than the book's one threshold
     :func:`lib.pieces.visible_width` ``(L)`` ``= 2^-L / 2``, as :func:`lib.pieces.count_visible`
     counts them) and of the crossings of the level 1/2 (:func:`half_crossings`), each divided
-    by ``2^L``.  Guards: ``levels`` finite reals ``>= 0`` (no bools), ``seeds <= 10,000``.
+    by ``2^L``.  The ``(L, level)`` cells run through :func:`lib.sweep.run`.
+    Guards: ``levels`` finite reals ``>= 0`` (no bools), ``seeds <= 10,000``.
     """
     depths = [check_count(L, f"depths[{i}]") for i, L in enumerate(depths)]
     levels = _check_levels(levels, "levels")
     seeds = check_count(seeds, "seeds", maximum=10_000)
-    sweep: dict[tuple[int, float], dict[str, float]] = {}
-    for L in depths:
-        net = st.sawtooth_net(L)
-        for level in levels:
-            exact_counts, visible, crossings = [], [], []
-            for seed in range(seeds):
-                perturbed = nets.perturbed_net(net, float(level), seed=seed)
-                analysis = pieces.piece_analysis(perturbed)
-                w = analysis.widths()
-                exact_counts.append(w.size)
-                visible.append(int((w > pieces.visible_width(L)).sum()))
-                crossings.append(half_crossings(perturbed, analysis))
-            sweep[(L, float(level))] = {"exact": np.mean(exact_counts) / 2**L,
-                                        "visible": np.mean(visible) / 2**L,
-                                        "crossings of 1/2": np.mean(crossings) / 2**L}
-    return sweep
+    cells = [(L, float(level)) for L in depths for level in levels]
+    rows = sweep.run(partial(_perturbation_cell, seeds=seeds), cells, desc="perturbation sweep")
+    return dict(zip(cells, rows))
+
+
+def _perturbation_cell(cell: tuple[int, float], seeds: int) -> dict[str, float]:
+    """One ``(L, level)`` cell of :func:`perturbation_sweep` (seeds ``0 .. seeds - 1``)."""
+    L, level = cell
+    net = st.sawtooth_net(L)
+    exact_counts, visible, crossings = [], [], []
+    for seed in range(seeds):
+        perturbed = nets.perturbed_net(net, level, seed=seed)
+        analysis = pieces.piece_analysis(perturbed)
+        w = analysis.widths()
+        exact_counts.append(w.size)
+        visible.append(int((w > pieces.visible_width(L)).sum()))
+        crossings.append(half_crossings(perturbed, analysis))
+    return {"exact": np.mean(exact_counts) / 2**L, "visible": np.mean(visible) / 2**L,
+            "crossings of 1/2": np.mean(crossings) / 2**L}
 
 
 def perturbed_mse(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, levels: Sequence[float],
                   seeds: int) -> np.ndarray:
     """Mean squared error of ``net`` perturbed by each relative ``level`` against ``y`` at the
     inputs ``x`` (shape ``(n, 1)``), averaged over the seeds ``0 .. seeds - 1``: one value per level.
-    Guards: ``levels`` finite reals ``>= 0`` (no bools), ``seeds <= 10,000``; ``x``, ``y``
-    non-empty finite tensors with the same number of rows."""
+    The levels run through :func:`lib.sweep.run`.  Guards: ``levels`` finite reals ``>= 0`` (no
+    bools), ``seeds <= 10,000``; ``x``, ``y`` non-empty finite tensors with the same number of rows."""
     _check_xy(x, y)
     levels = _check_levels(levels, "levels")
     seeds = check_count(seeds, "seeds", maximum=10_000)
+    return np.array(sweep.run(partial(_mse_at_level, net, x, y, seeds=seeds), levels,
+                              desc="perturbed mse"))
+
+
+def _mse_at_level(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, level: float,
+                  seeds: int) -> float:
+    """One level of :func:`perturbed_mse`: the mean over the seeds ``0 .. seeds - 1``."""
     with torch.no_grad():
-        return np.array([
-            np.mean([float(((nets.perturbed_net(net, e, seed=s)(x) - y) ** 2).mean())
-                     for s in range(seeds)])
-            for e in levels])
+        return np.mean([float(((nets.perturbed_net(net, level, seed=s)(x) - y) ** 2).mean())
+                        for s in range(seeds)])
 
 
 def absorption(x: Any, ms: Sequence[int], dtype: Any) -> tuple[int, dict[int, int]]:
@@ -560,6 +574,8 @@ def he_precision_grid(depths: Sequence[int], widths: Sequence[int], seeds: int, 
     :func:`step_bound` for that next step at ``s = u`` of the format on ``grid``.  A network
     whose parameters are no longer finite is marked ``diverged`` (pieces and breakpoints
     ``-1``, bound NaN), not an error.  Also returns the runs, keyed ``(depth, width, format name)``.
+    Two sweeps through :func:`lib.sweep.run`: the starts per ``(depth, width)``, then the training
+    and counts per ``(depth, width, format)``.
     Guards, before any work: ``seeds <= 10,000``, ``steps <=`` :data:`MAX_STEPS`.
     """
     depths = [check_count(L, f"depths[{i}]") for i, L in enumerate(depths)]
@@ -567,31 +583,48 @@ def he_precision_grid(depths: Sequence[int], widths: Sequence[int], seeds: int, 
     seeds = check_count(seeds, "seeds", maximum=10_000)
     dtypes = [check_dtype(d, f"dtypes[{i}]") for i, d in enumerate(dtypes)]
     steps = check_count(steps, "steps", maximum=MAX_STEPS)   # before any work
-    rows: list[dict[str, Any]] = []
-    runs: dict[tuple, StackedRun] = {}
-    for L in depths:
-        for N in widths:
-            start = [nets.random_relu_net([N] * L, init="he", seed=s) for s in range(seeds)]
-            lam = stacked_lambda_max(start, x, y)
-            lrs = [representable_step(v) for v in lam]
-            at_init = [pieces.count_pieces(net) for net in start]
-            dead_init = [is_dead(net, c) for net, c in zip(start, at_init)]
-            for dtype in dtypes:
-                name = fp.format_name(dtype)
-                run = gd_stacked(start, x, y, lrs, steps=steps, dtype=dtype, record_every=record_every)
-                runs[(L, N, name)] = run
-                for i, net in enumerate(run.nets):
-                    diverged = not all(bool(torch.isfinite(p).all()) for p in net.parameters())
-                    count = -1 if diverged else pieces.count_pieces(net)
-                    bound = ({"bound": math.nan, "breakpoints": -1, "N'": 0, "outside hypothesis": 0}
-                             if diverged else
-                             step_bound(net, run.next_update[i], fp.unit_roundoff(dtype), grid, seed=i))
-                    rows.append({"depth": L, "width": N, "seed": i, "format": name, "diverged": diverged,
-                                 "neurons": L * N, "lambda_max": float(lam[i]), "lr": lrs[i],
-                                 "pieces at init": at_init[i], "dead at init": dead_init[i],
-                                 "pieces": count, "dead": not diverged and is_dead(net, count),
-                                 "loss at init": float(run.loss[i, 0]), "loss": float(run.loss[i, -1]),
-                                 "recip first": float(run.recip[i, 0]), "recip next": float(run.recip[i, -1]),
-                                 "moving first": int(run.moving[i, 0]), "moving next": int(run.moving[i, -1]),
-                                 **{f"step {k}": v for k, v in bound.items()}})
+    shapes = [(L, N) for L in depths for N in widths]
+    starts = sweep.run(partial(_he_start, seeds=seeds, x=x, y=y), shapes, desc="He starts")
+    cells = [(L, N, dtype, start) for (L, N), start in zip(shapes, starts) for dtype in dtypes]
+    done = sweep.run(partial(_he_cell, x=x, y=y, steps=steps, record_every=record_every, grid=grid),
+                     cells, desc="He precision grid")
+    rows = [row for cell_rows, _ in done for row in cell_rows]
+    runs = {(L, N, fp.format_name(dtype)): run for (L, N, dtype, _), (_, run) in zip(cells, done)}
     return rows, runs
+
+
+def _he_start(shape: tuple[int, int], seeds: int, x: torch.Tensor,
+              y: torch.Tensor) -> tuple[list[nn.Sequential], np.ndarray, list[int], list[bool]]:
+    """The He networks of one ``(depth, width)`` of :func:`he_precision_grid` (seeds ``0 ..
+    seeds - 1``): the networks, their float64 ``lambda_max``, pieces and deadness at init."""
+    L, N = shape
+    start = [nets.random_relu_net([N] * L, init="he", seed=s) for s in range(seeds)]
+    at_init = [pieces.count_pieces(net) for net in start]
+    return (start, stacked_lambda_max(start, x, y), at_init,
+            [is_dead(net, c) for net, c in zip(start, at_init)])
+
+
+def _he_cell(cell: tuple[int, int, torch.dtype, tuple], x: torch.Tensor, y: torch.Tensor, steps: int,
+             record_every: int, grid: torch.Tensor) -> tuple[list[dict[str, Any]], StackedRun]:
+    """One ``(depth, width, format, start)`` of :func:`he_precision_grid` (``start``: what
+    :func:`_he_start` returned for that depth and width): its rows and its run."""
+    L, N, dtype, (start, lam, at_init, dead_init) = cell
+    lrs = [representable_step(v) for v in lam]
+    name = fp.format_name(dtype)
+    run = gd_stacked(start, x, y, lrs, steps=steps, dtype=dtype, record_every=record_every)
+    rows = []
+    for i, net in enumerate(run.nets):
+        diverged = not all(bool(torch.isfinite(p).all()) for p in net.parameters())
+        count = -1 if diverged else pieces.count_pieces(net)
+        bound = ({"bound": math.nan, "breakpoints": -1, "N'": 0, "outside hypothesis": 0}
+                 if diverged else
+                 step_bound(net, run.next_update[i], fp.unit_roundoff(dtype), grid, seed=i))
+        rows.append({"depth": L, "width": N, "seed": i, "format": name, "diverged": diverged,
+                     "neurons": L * N, "lambda_max": float(lam[i]), "lr": lrs[i],
+                     "pieces at init": at_init[i], "dead at init": dead_init[i],
+                     "pieces": count, "dead": not diverged and is_dead(net, count),
+                     "loss at init": float(run.loss[i, 0]), "loss": float(run.loss[i, -1]),
+                     "recip first": float(run.recip[i, 0]), "recip next": float(run.recip[i, -1]),
+                     "moving first": int(run.moving[i, 0]), "moving next": int(run.moving[i, -1]),
+                     **{f"step {k}": v for k, v in bound.items()}})
+    return rows, run
