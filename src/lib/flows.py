@@ -22,7 +22,9 @@ into one vector (:class:`lib.hessian.FlatLoss`); the model itself is never modif
   targets)`` the rest of the library expects (for two-dimensional examples).
 
 Trajectories are returned as :class:`Trajectory`: a float64 NumPy array of shape
-``(len(times), n_params)`` carrying ``times``, ``loss`` and the cost (``n_grad_evals``).
+``(len(times), n_params)`` carrying ``times``, ``loss`` and the cost (``n_grad_evals``); they
+pickle with these attributes, so they can be the results of :func:`lib.sweep.run` tasks.  The one
+loop here over independent runs, the flows of :func:`escape_times`, goes through ``lib.sweep``.
 
 Guards: the model is evaluated in eval mode and never changed
 (:func:`lib.hessian.evaluation_mode`); empty or non-finite data and a non-finite loss raise
@@ -36,6 +38,7 @@ otherwise.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,7 +54,9 @@ from lib.hessian import (DEFAULT_HVP_METHOD, FlatLoss, LossFn, NonFiniteLossErro
                          eigenvalues_along, evaluation_mode, flatten_parameters,
                          hvp_operator_from_loss)
 from lib.train import MAX_STEPS, gd
-from lib._flows_helpers import check_times as _check_times, has_bool as _has_bool
+from lib import sweep
+from lib._flows_helpers import check_times as _check_times
+from lib._flows_helpers import gd_steps as _gd_steps, steps_for as _steps_for
 
 ADAPTIVE_METHODS = ("DOP853", "RK45", "RK23", "Radau", "BDF", "LSODA")
 FIXED_METHODS = ("euler", "rk4")
@@ -71,7 +76,8 @@ class Trajectory(np.ndarray):
     Attributes: ``times`` (float64, the flow times; for GD ``k * eta``), ``steps`` (GD step
     indices, else ``None``), ``loss`` (the loss at each row), ``n_grad_evals`` (gradient
     evaluations spent, the cost measure of the chapter), ``info`` (a dict: method, tolerances,
-    solver statistics).  Slices keep the attributes; arithmetic, single rows and columns are plain arrays; :meth:`at` picks rows by time.
+    solver statistics).  Slices keep the attributes; arithmetic, single rows and columns are
+    plain arrays; :meth:`at` picks rows by time; pickling keeps the attributes.
     """
 
     times: np.ndarray
@@ -134,8 +140,19 @@ class Trajectory(np.ndarray):
             raise ValueError("some requested times were not recorded")
         return self[pick]
 
-    def __reduce__(self) -> Any:  # pickling keeps the array only
-        return (np.asarray, (np.asarray(self).copy(),))
+    def __reduce__(self) -> Any:  # pickling keeps the attributes (results of lib.sweep tasks)
+        return (_trajectory, (np.asarray(self).copy(), self.times, self.loss, self.n_grad_evals,
+                              self.steps, self.info))
+
+
+def _trajectory(params: np.ndarray, times: np.ndarray, loss: np.ndarray, n_grad_evals: int,
+                steps: np.ndarray | None, info: dict[str, Any]) -> Trajectory:
+    """Unpickle a :class:`Trajectory` (the attributes as pickled, not re-checked); the rows
+    are copied, so a read-only memory map from joblib becomes a writable array again."""
+    obj = np.array(params, dtype=np.float64).view(Trajectory)
+    obj.times, obj.loss, obj.n_grad_evals = times, loss, n_grad_evals
+    obj.steps, obj.info = steps, info
+    return obj
 
 
 # ----------------------------------------------------------------------------- checks
@@ -296,19 +313,6 @@ def fixed_step_flow(
                       info={"method": method, "h": h, "dtype": str(flat.dtype)})
 
 
-def _steps_for(t: np.ndarray, eta: float, name: str) -> np.ndarray:
-    ratio = t / eta
-    if ratio[-1] > MAX_STEPS:
-        raise ValueError(f"times[-1] / {name} = {ratio[-1]:.4g} steps exceed the size guard "
-                         f"MAX_STEPS={MAX_STEPS} (lib.train.MAX_STEPS): a step {name}={eta:g} "
-                         f"is too small for the horizon t={t[-1]:g}")
-    steps = np.rint(ratio).astype(np.int64)
-    if np.any(np.abs(ratio - steps) > 1e-9 * np.maximum(1.0, steps)):
-        bad = t[np.argmax(np.abs(ratio - steps))]
-        raise ValueError(f"times must be integer multiples of {name}={eta:g}; t={bad:g} is not")
-    return steps
-
-
 # ----------------------------------------------------------------------------- GD
 def gradient_descent(
     model: nn.Module,
@@ -370,28 +374,6 @@ def gradient_descent(
     return Trajectory(rows, times=k_out * eta, steps=k_out, loss=loss_rows,
                       n_grad_evals=run.steps_done, info={"method": "gd", "eta": eta,
                                                          "dtype": str(flat.dtype)})
-
-
-def _gd_steps(times: Any, steps: Any, eta: float) -> np.ndarray:
-    """The GD iterates to record: ``times / eta`` (integers) or ``steps``."""
-    if (times is None) == (steps is None):
-        raise ValueError("give exactly one of times (matched flow times) or steps")
-    if times is not None:
-        return _steps_for(_check_times(times), eta, "eta")
-    if isinstance(steps, (int, np.integer, bool, np.bool_)) or (
-            isinstance(steps, (torch.Tensor, np.ndarray)) and steps.ndim == 0):
-        steps = np.arange(check_count(steps, "steps", minimum=0, maximum=MAX_STEPS) + 1)
-    if _has_bool(steps):
-        raise TypeError(f"steps must be integers, got {steps!r}")
-    s = np.atleast_1d(np.asarray(steps))
-    if s.ndim != 1 or s.size == 0 or not np.issubdtype(s.dtype, np.integer):
-        raise ValueError("steps must be a non-empty 1-D array of ints")
-    if np.any(s < 0) or np.any(np.diff(s) < 0):
-        raise ValueError("steps must be >= 0 and sorted")
-    if s[-1] > MAX_STEPS:
-        raise ValueError(f"steps: {int(s[-1])} steps exceed the size guard MAX_STEPS={MAX_STEPS} "
-                         "(lib.train.MAX_STEPS)")
-    return s.astype(np.int64)
 
 
 def matched_distances(a: Any, b: Any) -> np.ndarray:
@@ -851,17 +833,23 @@ def escape_times(f: Callable[[torch.Tensor], torch.Tensor], starts: Any, times: 
                  atol: float = 1e-15) -> tuple[np.ndarray, list[np.ndarray]]:
     """For the flow of ``f`` from each start: the first time in ``times`` after its closest
     approach to the origin at which it is at least ``radius`` away again (the time it lingers
-    at a saddle at the origin), and its end point.  Returns ``(escape_times, end_points)``."""
+    at a saddle at the origin), and its end point.  Returns ``(escape_times, end_points)``.
+    The flows, one per start, are the tasks of a :func:`lib.sweep.run` (serial under the quick
+    profile, worker processes under paper); ``f`` must then be picklable by cloudpickle."""
     radius = check_positive(radius, "radius")
     times = _check_times(times)
-    escape, ends = [], []
-    for start in starts:
-        tr = np.asarray(gradient_flow(*as_problem(f, start), times, rtol=rtol, atol=atol))
-        r = np.linalg.norm(tr, axis=1)
-        closest = np.argmin(r)
-        escape.append(times[closest + np.argmax(r[closest:] >= radius)])
-        ends.append(tr[-1])
-    return np.array(escape), ends
+    task = functools.partial(_escape_one, f, times=times, radius=radius, rtol=rtol, atol=atol)
+    out = sweep.run(task, list(starts), desc="escape times")
+    return np.array([e for e, _ in out]), [end for _, end in out]
+
+
+def _escape_one(f: Callable[[torch.Tensor], torch.Tensor], start: Any, *, times: np.ndarray,
+                radius: float, rtol: float, atol: float) -> tuple[Any, np.ndarray]:
+    """One task of :func:`escape_times`: the escape time and the end point of one flow."""
+    tr = np.asarray(gradient_flow(*as_problem(f, start), times, rtol=rtol, atol=atol))
+    r = np.linalg.norm(tr, axis=1)
+    closest = np.argmin(r)
+    return times[closest + np.argmax(r[closest:] >= radius)], tr[-1]
 
 
 def evals_for_error(rows: Any, target: float) -> tuple[float, float]:
