@@ -10,11 +10,20 @@ non-finite data raise ``ValueError`` naming ``inputs``/``targets``; step sizes a
 reals accept Python, NumPy and 0-d torch scalars and refuse bools and strings; step counts
 are integers up to :data:`lib.train.MAX_STEPS` (a size guard, checked before any work);
 tables with NaN entries are refused rather than summarised as numbers.
+
+Sweeps go through :func:`lib.sweep.run` (serial under ``quick``, one process per core under
+``paper``, identical results): the step sizes of :func:`sharpness_runs` and
+:func:`restrained_runs`, the seeds x step sizes of :func:`lastbit_accuracy`, the seeds x
+perturbations of :func:`lastbit_accuracy_avg`, the records of :func:`flow_departure` and the
+step sizes of :func:`sun_toy_fft_check`.  Each task owns its state (its GD copy, its Lanczos
+warm start, its hooks); networks are built by ``make_net`` in the caller, in seed order.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,7 +34,7 @@ from scipy.signal import fftconvolve
 from scipy.special import expit
 from torch import nn
 
-from lib import flows, hessian, nets, train
+from lib import flows, hessian, nets, sweep, train
 from lib.exact import (check_count, check_dtype, check_positive, check_probability, check_real,
                        check_seed)
 
@@ -106,13 +115,15 @@ def sharpness_runs(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
     """GD from ``model`` (not modified) at each step size, its sharpness every ``every`` steps
     (warm-started Lanczos at ``tol``), and the summaries the edge of stability is read from.
 
-    Per ``eta``: ``run`` (the :class:`train.GDResult`), ``sharp`` (the hook's result),
+    Per ``eta``: ``run`` (the :class:`train.GDRun`), ``sharp`` (the hook's result),
     ``stats`` (:func:`train.edge_statistics`), ``loss``, ``up_before``/``up_after`` (fraction
-    of steps where the loss went up, before/after the crossing of ``2/eta``) and
-    ``test_acc``.  At ``check_eta`` the run also keeps its parameters every ``theta_every``
-    steps up to ``check_steps`` and runs two cold-started cross-checks of the sharpness (the
-    same tolerance; three eigenvalues at 1e-6).  The second value holds ``theta_hook``,
+    of steps where the loss went up, before/after the crossing of ``2/eta``), ``test_acc``
+    and ``seconds`` (the run's wall time, hooks included; the runs may run in parallel).  At
+    ``check_eta`` the run also keeps its parameters every ``theta_every`` steps up to
+    ``check_steps`` and runs two cold-started cross-checks of the sharpness (the same
+    tolerance; three eigenvalues at 1e-6).  The second value holds ``theta_hook``,
     ``cold``, ``check`` (hook results; ``None`` without ``check_eta``) and ``check_seconds``.
+    One :func:`lib.sweep.run` task per step size, with its own hooks (warm starts).
     """
     etas = _check_etas(etas)
     steps, every = _steps(steps), check_count(every, "every")
@@ -122,33 +133,52 @@ def sharpness_runs(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
         raise ValueError(f"check_eta must be one of etas {etas}, got {check_eta!r}")
     eos: dict[float, dict[str, Any]] = {}
     extra: dict[str, Any] = {"theta_hook": None, "cold": None, "check": None, "check_seconds": 0.0}
-    for eta in etas:
-        sharp = train.sharpness_hook(loss_fn, inputs, targets, every=every, tol=tol)
-        hooks: dict[str, Any] = {"sharpness": sharp}
-        if eta == check_eta:                      # parameters for the flow comparison
-            theta_hook = train.parameter_hook(theta_every)
-            hooks["theta"] = lambda m, k: theta_hook(m, k) if k <= check_steps else 0.0
-            cold_hook = train.sharpness_hook(loss_fn, inputs, targets, every=every, tol=tol,
-                                             warm_start=False)
-            check_hook = train.sharpness_hook(loss_fn, inputs, targets, every=every, k=3,
-                                              tol=1e-6, warm_start=False)
-            hooks.update({"cold": cold_hook, "check": check_hook})
-        run = train.gd(model, loss_fn, inputs, targets, lr=eta, steps=steps, hooks=hooks,
-                       desc=f"GD eta={eta}")
-        res = sharp.result()
-        stats = train.edge_statistics(res["step"], res["sharpness"], eta)
-        loss = run.history["loss"]
-        cross = stats["crossing"]
-        up = np.diff(loss) > 0                    # the loss went up from step k to k+1
-        eos[eta] = {"run": run, "sharp": res, "stats": stats, "loss": loss,
-                    "up_before": up[:cross].mean() if cross else up.mean(),
-                    "up_after": up[cross:].mean() if cross else np.nan,
-                    "test_acc": train.accuracy(run.model, test_inputs, test_labels)}
-        if eta == check_eta:
-            cold, check = cold_hook.result(), check_hook.result()
-            extra.update(theta_hook=theta_hook, cold=cold, check=check,
-                         check_seconds=cold["seconds"].sum() + check["seconds"].sum())
+    task = functools.partial(_sharpness_run, model=model, loss_fn=loss_fn, inputs=inputs,
+                             targets=targets, steps=steps, every=every, tol=tol,
+                             test_inputs=test_inputs, test_labels=test_labels,
+                             check_eta=check_eta, check_steps=check_steps, theta_every=theta_every)
+    for eta, (entry, checks) in zip(etas, sweep.run(task, etas, desc="sharpness runs")):
+        eos[eta] = entry
+        if checks is not None:
+            extra.update(checks)
     return eos, extra
+
+
+def _sharpness_run(eta: float, *, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                   targets: torch.Tensor, steps: int, every: int, tol: float,
+                   test_inputs: torch.Tensor, test_labels: torch.Tensor,
+                   check_eta: float | None, check_steps: int, theta_every: int
+                   ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One step size of :func:`sharpness_runs`: its entry, and its checks at ``check_eta``
+    (else ``None``); the hooks (and the Lanczos warm start) are this run's own."""
+    t0 = time.perf_counter()
+    sharp = train.sharpness_hook(loss_fn, inputs, targets, every=every, tol=tol)
+    hooks: dict[str, Any] = {"sharpness": sharp}
+    if eta == check_eta:                      # parameters for the flow comparison
+        theta_hook = train.parameter_hook(theta_every)
+        hooks["theta"] = lambda m, k: theta_hook(m, k) if k <= check_steps else 0.0
+        cold_hook = train.sharpness_hook(loss_fn, inputs, targets, every=every, tol=tol,
+                                         warm_start=False)
+        check_hook = train.sharpness_hook(loss_fn, inputs, targets, every=every, k=3,
+                                          tol=1e-6, warm_start=False)
+        hooks.update({"cold": cold_hook, "check": check_hook})
+    run = train.gd(model, loss_fn, inputs, targets, lr=eta, steps=steps, hooks=hooks,
+                   desc=f"GD eta={eta}")
+    res = sharp.result()
+    stats = train.edge_statistics(res["step"], res["sharpness"], eta)
+    loss = run.history["loss"]
+    cross = stats["crossing"]
+    up = np.diff(loss) > 0                    # the loss went up from step k to k+1
+    entry = {"run": run, "sharp": res, "stats": stats, "loss": loss,
+             "up_before": up[:cross].mean() if cross else up.mean(),
+             "up_after": up[cross:].mean() if cross else np.nan,
+             "test_acc": train.accuracy(run.model, test_inputs, test_labels),
+             "seconds": time.perf_counter() - t0}
+    if eta != check_eta:
+        return entry, None
+    cold, check = cold_hook.result(), check_hook.result()
+    return entry, {"theta_hook": theta_hook, "cold": cold, "check": check,
+                   "check_seconds": cold["seconds"].sum() + check["seconds"].sum()}
 
 
 # --------------------------------------------------------------------------- last bits
@@ -160,7 +190,8 @@ def lastbit_accuracy(make_net: Callable[[int], nn.Module], loss_fn: LossFn,
     """Final test accuracy of last-bit families (:func:`train.lastbit_family`), seeds
     ``0 .. n_seeds - 1`` (``make_net(seed)``) by perturbations ``ks``: all of ``ks`` at
     ``eta_edge``; at ``eta_below`` all of them for seed 0 and ``k = ks[0]`` for the others (the
-    rest of the row stays 0).  ``{eta: (n_seeds, len(ks)) array}``."""
+    rest of the row stays 0).  ``{eta: (n_seeds, len(ks)) array}``.  The networks are built
+    here, in seed order; each (seed, step size) family is a :func:`lib.sweep.run` task."""
     if not callable(make_net):
         raise TypeError("make_net must be callable: seed -> network")
     n_seeds, steps = check_count(n_seeds, "n_seeds"), _steps(steps)
@@ -169,14 +200,20 @@ def lastbit_accuracy(make_net: Callable[[int], nn.Module], loss_fn: LossFn,
         raise ValueError("ks must not be empty")
     _check_etas((eta_edge, eta_below), "(eta_edge, eta_below)")
     acc = {eta_edge: np.zeros((n_seeds, len(ks))), eta_below: np.zeros((n_seeds, len(ks)))}
+    tasks = []
     for seed in range(n_seeds):
         net_s = make_net(seed)
         for eta in (eta_edge, eta_below):
-            ks_here = ks if (eta == eta_edge or seed == 0) else ks[:1]   # below: k = 1 only
-            fam = train.lastbit_family(net_s, loss_fn, inputs, targets, lr=eta, steps=steps,
-                                       ks=ks_here, record_every=steps, test_inputs=test_inputs,
-                                       test_labels=test_labels)
-            acc[eta][seed, : len(ks_here)] = fam.test_accuracy
+            tasks.append((seed, eta, net_s, ks if (eta == eta_edge or seed == 0) else ks[:1]))
+
+    def family(task: tuple[int, float, nn.Module, tuple[int, ...]]) -> np.ndarray:
+        _, eta, net_s, ks_here = task                # below the edge: k = 1 only
+        return train.lastbit_family(net_s, loss_fn, inputs, targets, lr=eta, steps=steps,
+                                    ks=ks_here, record_every=steps, test_inputs=test_inputs,
+                                    test_labels=test_labels).test_accuracy
+
+    for (seed, eta, _, ks_here), fam_acc in zip(tasks, sweep.run(family, tasks, desc="last bits")):
+        acc[eta][seed, : len(ks_here)] = fam_acc
     return acc
 
 
@@ -281,7 +318,8 @@ def restrained_runs(w0: Any, etas: Sequence[float], alpha: float, steps: int, la
     """GD with weight decay on :class:`nets.SunCNN` from ``w0`` at each step size, and what its
     last ``late`` steps show along ``c_hat``: ``seen``, ``unseen`` (as in
     :func:`weight_decay_runs`), ``amp`` (late span, 0 if converged), ``period2`` (late
-    ``max |u_k - u_{k-2}|``, 0 on a 2-cycle), ``lo``/``hi`` (late range)."""
+    ``max |u_k - u_{k-2}|``, 0 on a 2-cycle), ``lo``/``hi`` (late range).  One
+    :func:`lib.sweep.run` task per step size."""
     kernel = check_count(kernel, "kernel")
     w0 = _check_kernel_start(w0, kernel)
     etas = _check_etas(etas)
@@ -291,18 +329,18 @@ def restrained_runs(w0: Any, etas: Sequence[float], alpha: float, steps: int, la
         raise ValueError(f"late must be at most steps + 1 = {steps + 1}, got {late}")
     c_hat = np.asarray(c_hat, dtype=np.float64)
     P_inv = np.eye(kernel**2) - np.outer(c_hat, c_hat)
-    out = {}
-    for eta in etas:
+
+    def one(eta: float) -> dict[str, Any]:
         keep = train.parameter_hook()
         train.gd(nets.SunCNN(w0, kernel), nets.logistic, image, label, lr=eta, steps=steps,
                  weight_decay=alpha, hooks={"w": keep})
         W = keep.array()
         tail = (W @ c_hat)[-late:]
-        out[eta] = {"seen": W @ c_hat, "unseen": np.linalg.norm(W @ P_inv, axis=1),
-                    "amp": tail.max() - tail.min(),
-                    "period2": np.abs(tail[2:] - tail[:-2]).max(),
-                    "lo": tail.min(), "hi": tail.max()}
-    return out
+        return {"seen": W @ c_hat, "unseen": np.linalg.norm(W @ P_inv, axis=1),
+                "amp": tail.max() - tail.min(), "period2": np.abs(tail[2:] - tail[:-2]).max(),
+                "lo": tail.min(), "hi": tail.max()}
+
+    return dict(zip(etas, sweep.run(one, etas, desc="restrained runs")))
 
 
 # --------------------------------------------------------------------------- 1-D reduction
@@ -524,25 +562,29 @@ def sun_toy_fft_check(w0: Any, lrs: Sequence[float], alpha: float, steps: int,
     1) against :func:`sun_toy_runs` for every step: ``rel`` ``(steps + 1, len(lrs))``, the
     larger relative difference of the loss and of the seen component (nan once either
     overflows), ``seen`` of the FFT runs, and ``horizon`` (first step where ``rel`` exceeds
-    1e-6, ``steps + 1`` if never: chaotic runs part there, as any reordering of sums would)."""
+    1e-6, ``steps + 1`` if never: chaotic runs part there, as any reordering of sums would).
+    One :func:`lib.sweep.run` task per step size."""
     lrs_a = _check_etas(lrs, "lrs")
     steps = _steps(steps)
     fast = sun_toy_runs(w0, lrs_a, alpha, steps, c, n_plus, n_minus, beta)
     c_hat = np.asarray(c, dtype=np.float64).reshape(-1) / np.linalg.norm(c)
-    rel = np.full((steps + 1, len(lrs_a)), np.nan)
-    seen = np.full((steps + 1, len(lrs_a)), np.nan)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for j, lr in enumerate(lrs_a):
-            w = np.asarray(w0, dtype=np.float64).reshape(-1).copy()
+
+    def one(j: int) -> tuple[np.ndarray, np.ndarray]:
+        rel, seen = np.full(steps + 1, np.nan), np.full(steps + 1, np.nan)
+        w = np.asarray(w0, dtype=np.float64).reshape(-1).copy()
+        with np.errstate(over="ignore", invalid="ignore"):
             for k in range(steps + 1):
                 if not np.all(np.isfinite(w)):
                     break
                 loss, g = sun_full_loss_grad_fft(w, image, alpha, beta)
-                seen[k, j] = w @ c_hat
-                rel[k, j] = max(abs(loss / fast["loss"][k, j] - 1),
-                                abs(seen[k, j] - fast["seen"][k, j])
-                                / max(abs(fast["seen"][k, j]), 1e-300))
-                w = w - lr * g
+                seen[k] = w @ c_hat
+                rel[k] = max(abs(loss / fast["loss"][k, j] - 1), abs(seen[k] - fast["seen"][k, j])
+                             / max(abs(fast["seen"][k, j]), 1e-300))
+                w = w - lrs_a[j] * g
+        return rel, seen
+
+    cols = sweep.run(one, range(len(lrs_a)), desc="FFT check")
+    rel, seen = (np.stack([col[i] for col in cols], axis=1) for i in (0, 1))
     bad = ~(rel <= 1e-6)
     horizon = np.where(bad.any(axis=0), bad.argmax(axis=0), steps + 1)
     return {"rel": rel, "seen": seen, "horizon": horizon}
@@ -560,7 +602,8 @@ def lastbit_accuracy_avg(make_net: Callable[[int], nn.Module], loss_fn: LossFn,
     ``final``, after the last step; each ``(len(seeds), len(ks))`` fractions.  With
     ``record_from`` (a step ``<= steps - last``) the accuracy is recorded from that step on:
     ``history`` ``(len(seeds), len(ks), n)`` at the steps ``record_steps``, so that windows
-    ending earlier can be averaged too (:func:`spread_by_window`)."""
+    ending earlier can be averaged too (:func:`spread_by_window`).  The networks are built
+    here, in seed order; each (seed, ``k``) run is a :func:`lib.sweep.run` task."""
     if not callable(make_net):
         raise TypeError("make_net must be callable: seed -> network")
     steps, last, every = (_steps(steps), check_count(last, "last"),
@@ -582,17 +625,22 @@ def lastbit_accuracy_avg(make_net: Callable[[int], nn.Module], loss_fn: LossFn,
     def acc_hook(m: nn.Module, k: int) -> float:
         return train.accuracy(m, test_inputs, test_labels) if k >= start else math.nan
 
+    def acc_run(task: tuple[nn.Module, int]) -> tuple[np.ndarray, np.ndarray]:
+        net, kk = task
+        run = train.gd(net, loss_fn, inputs, targets, lr=eta, steps=steps, lastbit_k=kk,
+                       record_every=every, hooks={"acc": acc_hook})
+        return np.asarray(run.history["acc"], dtype=float), np.asarray(run.history["step"])
+
     acc = {"mean": np.zeros((len(seeds), len(ks))), "final": np.zeros((len(seeds), len(ks)))}
     hist: list[list[np.ndarray]] = []
     rec_steps = np.zeros(0)
-    for i, seed in enumerate(seeds):
-        net = make_net(seed)
+    nets_ = [make_net(seed) for seed in seeds]
+    results = iter(sweep.run(acc_run, [(net, kk) for net in nets_ for kk in ks],
+                             desc="last-bit accuracy"))
+    for i in range(len(seeds)):
         hist.append([])
-        for j, kk in enumerate(ks):
-            run = train.gd(net, loss_fn, inputs, targets, lr=eta, steps=steps, lastbit_k=kk,
-                           record_every=every, hooks={"acc": acc_hook})
-            values = np.asarray(run.history["acc"], dtype=float)
-            rec = np.asarray(run.history["step"])
+        for j in range(len(ks)):
+            values, rec = next(results)
             keep = rec >= start
             rec_steps, values = rec[keep], values[keep]
             acc["mean"][i, j] = values[rec_steps >= first].mean()
@@ -751,7 +799,7 @@ def flow_departure(steps: Any, dist: Any, c_norm: Any, eta: float, crossing: int
     the gap in the span of the top ``j`` Hessian eigenvectors at GD's iterate, ``j = 1 ..
     top`` (Lanczos at ``tol``; ``gap``: rows of the gap), ``values`` (the eigenvalues) and
     ``converged`` (per record), computed at the records from step ``proj_from`` on (nan,
-    resp. True, before it)."""
+    resp. True, before it), one :func:`lib.sweep.run` task per record."""
     steps, dist, c_norm = (np.asarray(a, dtype=float) for a in (steps, dist, c_norm))
     if not (steps.shape == dist.shape == c_norm.shape) or steps.ndim != 1 or len(steps) < 3:
         raise ValueError("steps, dist and c_norm must be 1-D of the same length >= 3")
@@ -777,15 +825,18 @@ def flow_departure(steps: Any, dist: Any, c_norm: Any, eta: float, crossing: int
         rows = np.asarray(thetas["gd"], dtype=float)
         proj, values = np.full((len(rows), top), np.nan), np.full((len(rows), top), np.nan)
         conv = np.ones(len(rows), dtype=bool)
-        for i, row in enumerate(rows):
-            if st[i] < proj_from:
-                continue
+
+        def project(task: tuple[int, np.ndarray, np.ndarray]
+                    ) -> tuple[np.ndarray, np.ndarray, bool]:
+            i, row, gap_i = task
             v, info = hessian.eigenvalues(model, loss_fn, inputs, targets, k=top, tol=tol,
                                           seed=i, theta=torch.from_numpy(row),
                                           return_info=True, require_convergence=False)
-            U = info.vectors.numpy()
-            parts = (U.T @ gap[i]) / max(np.linalg.norm(gap[i]), 1e-300)
-            proj[i] = np.sqrt(np.cumsum(parts**2))
-            values[i], conv[i] = v.numpy(), info.converged
+            parts = (info.vectors.numpy().T @ gap_i) / max(np.linalg.norm(gap_i), 1e-300)
+            return np.sqrt(np.cumsum(parts**2)), v.numpy(), info.converged
+
+        tasks = [(i, row, gap[i]) for i, row in enumerate(rows) if st[i] >= proj_from]
+        for (i, _, _), (p, v, ok) in zip(tasks, sweep.run(project, tasks, desc="projections")):
+            proj[i], values[i], conv[i] = p, v, ok
         out.update(proj=proj, values=values, converged=conv)
     return out
