@@ -23,8 +23,8 @@ Contents:
   (best L2 linear splines), :func:`pl_l2_error` (exact L2 error of a piecewise-affine function),
   :func:`yarotsky_l2_error_sq_exact` (exact arithmetic), :func:`fit_power_law`.
 * The chapter's experiments: :func:`train_breakpoint_nets` (GD on breakpoint nets of one
-  width, errors at several horizons) and :func:`breakpoint_width_sweep` (over the widths, with
-  breakpoint movement and kernel drift); the controls :func:`zero_output_start`,
+  width, errors at several horizons) and :func:`breakpoint_width_sweep` (over the widths, through
+  :func:`lib.sweep.run`, with breakpoint movement and kernel drift); the controls :func:`zero_output_start`,
   :func:`linearised_floor`, :func:`lemma_c_bound`, :func:`balanced_configuration`,
   :func:`model_upper_bound`, :func:`optimise_breakpoints` and :func:`model_floor_search` (the
   model's floor from above), :func:`authors_setting` (Gentile and Welper's own setting); the
@@ -35,6 +35,7 @@ Everything computes in the dtype it is given (float64 in the book) and on the CP
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,8 +46,7 @@ import torch
 from scipy.linalg import solve_banded
 from torch import nn
 
-from lib import hessian, pieces, train
-from lib.config import progress
+from lib import hessian, pieces, sweep, train
 from lib.data import quadrature
 from lib.exact import (check_count, check_dtype, check_interval, check_knots, check_positive,
                        check_real, linear_relu_layers)
@@ -630,22 +630,28 @@ def breakpoint_width_sweep(target: Target, widths: Sequence[int], members: int, 
     """:func:`train_breakpoint_nets` at every width (seed ``1000 + m``), each result with the
     breakpoints' movement per member (``move_max``, ``move_rms``) and the NTK Gram matrix on
     the fixed rule ``(ntk_nodes, ntk_weights)`` before and after: its relative Frobenius change
-    ``drift`` and top eigenvalues ``top0``, ``top1``.  Returns ``{m: result}``."""
+    ``drift`` and top eigenvalues ``top0``, ``top1``.  Returns ``{m: result}``.  The widths are
+    independent tasks of :func:`lib.sweep.run` (serial under ``quick``, one process per core
+    under ``paper``; the same numbers either way: each width's nets come from its own seed)."""
     if not len(widths):
         raise ValueError("widths must not be empty")
-    res = {}
-    for m in progress(widths, desc="widths"):
-        r = train_breakpoint_nets(target, m, members, steps, horizons, interval=interval)
-        move = (r["net"].breakpoints - r["net0"].breakpoints).abs()
-        r["move_max"] = move.max(dim=1).values.numpy()
-        r["move_rms"] = move.pow(2).mean(dim=1).sqrt().numpy()
-        k0 = [ntk_gram(r["net0"].member(s), ntk_nodes, ntk_weights) for s in range(members)]
-        k1 = [ntk_gram(r["net"].member(s), ntk_nodes, ntk_weights) for s in range(members)]
-        r["drift"] = np.array([float(torch.linalg.norm(b - a) / torch.linalg.norm(a)) for a, b in zip(k0, k1)])
-        r["top0"] = np.array([float(torch.linalg.eigvalsh(a)[-1]) for a in k0])
-        r["top1"] = np.array([float(torch.linalg.eigvalsh(b)[-1]) for b in k1])
-        res[m] = r
-    return res
+    task = functools.partial(_width_run, target, members, steps, horizons, ntk_nodes, ntk_weights, interval)
+    return dict(zip(widths, sweep.run(task, list(widths), desc="widths")))
+
+
+def _width_run(target: Target, members: int, steps: int, horizons: Sequence[int], ntk_nodes: torch.Tensor,
+               ntk_weights: torch.Tensor, interval: tuple[float, float], m: int) -> dict:
+    """One width of :func:`breakpoint_width_sweep` (a task of :func:`lib.sweep.run`)."""
+    r = train_breakpoint_nets(target, m, members, steps, horizons, interval=interval)
+    move = (r["net"].breakpoints - r["net0"].breakpoints).abs()
+    r["move_max"] = move.max(dim=1).values.numpy()
+    r["move_rms"] = move.pow(2).mean(dim=1).sqrt().numpy()
+    k0 = [ntk_gram(r["net0"].member(s), ntk_nodes, ntk_weights) for s in range(members)]
+    k1 = [ntk_gram(r["net"].member(s), ntk_nodes, ntk_weights) for s in range(members)]
+    r["drift"] = np.array([float(torch.linalg.norm(b - a) / torch.linalg.norm(a)) for a, b in zip(k0, k1)])
+    r["top0"] = np.array([float(torch.linalg.eigvalsh(a)[-1]) for a in k0])
+    r["top1"] = np.array([float(torch.linalg.eigvalsh(b)[-1]) for b in k1])
+    return r
 
 
 def zero_output_start(net0: BreakpointNet, train_outer: bool = False) -> BreakpointNet:
