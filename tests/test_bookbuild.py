@@ -1,5 +1,6 @@
 """The execution cache is keyed on the library source, the profile and package versions."""
 
+import functools
 import os
 import shutil
 import sys
@@ -157,26 +158,35 @@ def test_prefill_executes_stale_notebooks_in_parallel_and_reports_failures(tmp_p
 
 
 def test_sweep_share_splits_the_cores_between_parallel_chapters(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert 1 <= bookbuild.usable_cores() <= (os.cpu_count() or 1)
+    import joblib
+
+    assert bookbuild.usable_cores() == joblib.cpu_count()        # as lib.sweep counts them
     monkeypatch.setattr(bookbuild, "usable_cores", lambda: 16)
-    assert bookbuild.sweep_share(1, {}) == {}                          # one chapter: sweeps decide
-    assert bookbuild.sweep_share(4, {}) == {"BOOK_SWEEP_JOBS": "4"}
-    assert bookbuild.sweep_share(7, {}) == {"BOOK_SWEEP_JOBS": "2"}    # floor of 16 / 7
-    assert bookbuild.sweep_share(32, {}) == {"BOOK_SWEEP_JOBS": "1"}
-    assert bookbuild.sweep_share(4, {"BOOK_SWEEP_JOBS": "3"}) == {}   # the user's choice wins
+    share = functools.partial(bookbuild.sweep_share, profile="paper", environ={})
+    assert share(1) == {}                                           # one chapter: sweeps decide
+    assert share(4) == {"BOOK_SWEEP_JOBS": "4"}
+    assert share(7) == {"BOOK_SWEEP_JOBS": "2"}                     # floor of 16 / 7
+    assert share(32) == {"BOOK_SWEEP_JOBS": "1"}
+    assert bookbuild.sweep_share(4, "paper", {"BOOK_SWEEP_JOBS": "3"}) == {}  # the user's choice wins
+    assert bookbuild.sweep_share(4, "quick", {}) == {}             # quick sweeps stay serial
+    monkeypatch.setenv(config.PROFILE_ENV, "paper")
+    assert bookbuild.sweep_share(4, environ={}) == {"BOOK_SWEEP_JOBS": "4"}   # BOOK_PROFILE
+    monkeypatch.delenv(config.PROFILE_ENV)
+    assert bookbuild.sweep_share(4, environ={}) == {}
     for bad in (0, -1, 2.0, True, "2"):
         with pytest.raises(ValueError, match="chapters_at_once"):
-            bookbuild.sweep_share(bad, {})
+            bookbuild.sweep_share(bad, "paper", {})
 
 
 def test_prefill_gives_each_parallel_chapter_its_share_of_cores(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """The kernels of chapters executed in parallel see BOOK_SWEEP_JOBS = cores // chapters;
-    the build's own environment is left as it was."""
+    """Under paper, the kernels of chapters executed in parallel see BOOK_SWEEP_JOBS =
+    cores // chapters; the build's own environment is left as it was."""
     from myst_nb.core.config import NbParserConfig
     from myst_parser.config.main import MdParserConfig
 
     monkeypatch.delenv("BOOK_SWEEP_JOBS", raising=False)
+    monkeypatch.setenv(config.PROFILE_ENV, "paper")     # nothing runs: the notebooks read a variable
     expected = str(max(bookbuild.usable_cores() // 2, 1))
     check = "int(__import__('os').environ['BOOK_SWEEP_JOBS'])"
     pages = [tmp_path / f"share{i}.md" for i in range(2)]

@@ -156,22 +156,24 @@ SWEEP_JOBS_ENV = "BOOK_SWEEP_JOBS"
 
 
 def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the OS reports it)."""
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except (AttributeError, OSError):
-        return max(os.cpu_count() or 1, 1)
+    """The cores this process may use, as ``lib.sweep`` counts them (``joblib.cpu_count()``:
+    the CPU affinity and a container's CPU quota)."""
+    import joblib
+
+    return max(joblib.cpu_count(), 1)
 
 
-def sweep_share(chapters_at_once: int, environ: Any = None) -> dict[str, str]:
-    """Environment for chapters that run ``chapters_at_once`` at a time: each chapter's
-    ``lib.sweep`` gets an equal share of the cores (``BOOK_SWEEP_JOBS`` = cores // chapters, at
-    least 1), so parallel chapters and their sweeps do not oversubscribe the machine.  Empty when
-    ``BOOK_SWEEP_JOBS`` is already set (the user's choice wins) or one chapter runs at a time."""
+def sweep_share(chapters_at_once: int, profile: str | None = None, environ: Any = None) -> dict[str, str]:
+    """Environment for chapters that run ``chapters_at_once`` at a time under ``profile``
+    (default: ``BOOK_PROFILE``): under ``paper``, where sweeps use all cores, each chapter's
+    ``lib.sweep`` gets an equal share (``BOOK_SWEEP_JOBS`` = cores // chapters, at least 1), so
+    parallel chapters and their sweeps do not oversubscribe the machine.  Empty under ``quick``
+    (sweeps are serial there), when ``BOOK_SWEEP_JOBS`` is already set (the user's choice wins)
+    or when one chapter runs at a time."""
     if isinstance(chapters_at_once, bool) or not isinstance(chapters_at_once, int) or chapters_at_once < 1:
         raise ValueError(f"chapters_at_once must be an int >= 1, got {chapters_at_once!r}")
     env = os.environ if environ is None else environ
-    if chapters_at_once == 1 or env.get(SWEEP_JOBS_ENV, "").strip():
+    if (profile or get_profile()) != "paper" or chapters_at_once == 1 or env.get(SWEEP_JOBS_ENV, "").strip():
         return {}
     return {SWEEP_JOBS_ENV: str(max(usable_cores() // chapters_at_once, 1))}
 

@@ -217,7 +217,7 @@ def _run_in_processes(chapters: Sequence[Path], args: Any, jobs: int, tmp: Path)
     from concurrent.futures import ThreadPoolExecutor
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           **sweep_share(max(min(jobs, len(chapters)), 1))}
+           **sweep_share(max(min(jobs, len(chapters)), 1), args.profile)}
 
     def one(chapter: Path) -> int:
         cmd = [sys.executable, "-m", "lib.record", str(chapter), "--profile", args.profile,
