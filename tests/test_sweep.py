@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import threading
 import time
 
 import joblib
@@ -232,7 +233,13 @@ def test_nested_sweeps_run_serially_inside_a_task(jobs: int, backend: str | None
     """Pools never nest: inside a task, plan() is serial whatever is asked; seeded sweeps nested
     in seeded tasks neither deadlock on the generators' lock nor change their draws."""
     expected = [[_draw(100 * t + k) + k for k in range(3)] for t in range(4)]
-    out = sweep.run(_inner, range(4), jobs=jobs, backend=backend, seed=lambda t: 7 + t)
+    box: list = []
+    runner = threading.Thread(target=lambda: box.append(
+        sweep.run(_inner, range(4), jobs=jobs, backend=backend, seed=lambda t: 7 + t)), daemon=True)
+    runner.start()
+    runner.join(timeout=120)
+    assert box, "the nested sweep did not finish in 120 s (deadlock on the generators' lock?)"
+    out = box[0]
     assert [plan for plan, _ in out] == [("serial", 1)] * 4
     assert [draws for _, draws in out] == expected
     assert sweep.plan(jobs=2) == ("loky", 2)          # outside a task: as asked
@@ -243,3 +250,15 @@ def _draw(seed: int) -> int:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return int(torch.randint(0, 10**9, (1,)))
+
+
+def test_a_process_on_cuda_keeps_its_sweeps_in_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under paper a sweep uses every core, except in a process that has started CUDA (one
+    process keeps the work on its GPU); an explicit job count still wins."""
+    monkeypatch.setenv("BOOK_PROFILE", "paper")
+    assert sweep.default_jobs() == joblib.cpu_count()
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    assert sweep.default_jobs() == 1 and sweep.plan() == ("serial", 1)
+    assert sweep.plan(jobs=2) == ("loky", 2)
+    monkeypatch.setenv(sweep.JOBS_ENV, "2")
+    assert sweep.default_jobs() == 2

@@ -86,11 +86,14 @@ def _check_backend(backend: Any, name: str) -> str:
 def default_jobs() -> int:
     """The number of jobs of a sweep when nothing selects one: ``BOOK_SWEEP_JOBS`` if set,
     else 1 under ``quick`` and the number of usable cores (``joblib.cpu_count()``) under
-    ``paper``.  A ``BOOK_SWEEP_JOBS`` that is not a positive int or -1 raises ``ValueError``.
+    ``paper``, except in a process that has started CUDA (1: its sweeps stay on its GPU in one
+    process rather than open a CUDA context per worker).  A ``BOOK_SWEEP_JOBS`` that is not a positive int or -1 raises ``ValueError``.
     """
     env = _env_jobs()
     if env is not None:
         return env
+    if torch.cuda.is_initialized():     # GPU work: one process, not a CUDA context per worker
+        return 1
     return joblib.cpu_count() if is_paper() else 1
 
 
@@ -178,7 +181,7 @@ def _seeded(fn: Callable[[Any], Any], task: Any, seed: int | None) -> Any:
             random.seed(seed)
             np.random.seed(seed % 2**32)
             torch.random.default_generator.manual_seed(seed)
-            if torch.cuda.is_initialized():
+            if torch.cuda.is_available():   # lazy before CUDA starts: a fresh worker seeds it too
                 torch.cuda.manual_seed_all(seed)
             return fn(task)
         finally:
