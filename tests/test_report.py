@@ -92,8 +92,13 @@ def test_merge_replaces_only_the_chapters_run():
     new = record.merge(old, [
         _run("sawtooth", {"saw-a": 0.5, "saw-b": 0.7}, 11.0),
     ], profile="paper", commit="c2", created="d2", machine="m")
-    assert [c["id"] for c in new["claims"]] == ["pieces-a", "saw-a", "saw-b"]
+    assert [c["id"] for c in new["claims"]] == ["saw-a", "saw-b", "pieces-a"]   # in place
+    assert list(new["chapters"]) == ["sawtooth", "pieces"]
     assert new["chapters"]["pieces"]["commit"] == "c1"
+    grown = record.merge(new, [_run("floating-point", {"fp-a": 1.0}, 5.0), _run("sawtooth", {"saw-c": 1.0}, 3.0)],
+                         profile="paper", commit="c3", created="d3", machine="m")
+    assert [c["id"] for c in grown["claims"]] == ["saw-c", "pieces-a", "fp-a"]   # new chapters last
+    assert list(grown["chapters"]) == ["sawtooth", "pieces", "floating-point"]
     assert new["chapters"]["sawtooth"] == {"commit": "c2", "date": "d2", "hardware": "m",
                                            "runtime_s": 11.0, "status": "ok", "error": "",
                                            "claims": 2}
@@ -160,7 +165,8 @@ def test_merge_records_takes_each_parts_chapters_with_their_provenance():
         _run("pieces", {"pieces-a": 0.7, "pieces-b": 0.1}, 30.0),
     ], profile="paper", commit="c2", created="d2", machine="m2")
     merged = record.merge_records(base, [part])
-    assert sorted(c["id"] for c in merged["claims"]) == ["pieces-a", "pieces-b", "saw-a"]
+    assert [c["id"] for c in merged["claims"]] == ["saw-a", "pieces-a", "pieces-b"]   # in place
+    assert list(merged["chapters"]) == ["sawtooth", "pieces"]
     assert merged["chapters"]["pieces"]["runtime_s"] == 30.0
     assert merged["chapters"]["pieces"]["hardware"] == "m2"
     assert merged["chapters"]["sawtooth"]["commit"] == "c1"

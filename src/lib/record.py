@@ -142,6 +142,17 @@ def _progress(name: str, start: float) -> Any:
     return hook
 
 
+def _in_place(claims: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]], done: set[str]) -> list[dict[str, Any]]:
+    """``claims`` with the chapters in ``done`` replaced by the claims of ``new``, each chapter
+    where it was (chapters new to the record at the end), so a re-run changes only its lines."""
+    order = list(dict.fromkeys(c["chapter"] for c in claims))
+    order += [ch for ch in dict.fromkeys(c["chapter"] for c in new) if ch not in order]
+    by_chapter: dict[str, list[dict[str, Any]]] = {}
+    for c in [c for c in claims if c["chapter"] not in done] + list(new):
+        by_chapter.setdefault(c["chapter"], []).append(c)
+    return [c for ch in order for c in by_chapter.get(ch, [])]
+
+
 def merge(
     record: dict[str, Any] | None,
     runs: Sequence[dict[str, Any]],
@@ -151,14 +162,14 @@ def merge(
     created: str,
     machine: str,
 ) -> dict[str, Any]:
-    """The record with the chapters of ``runs`` replaced (claims and provenance)."""
+    """The record with the chapters of ``runs`` replaced (claims and provenance), each where
+    it was in the record."""
     if record is None:
         record = {"book": BOOK_TITLE, "profile": profile, "claims": [], "chapters": {}}
     if record.get("profile", profile) != profile:
         raise ValueError(f"the record is of profile {record['profile']!r}, not {profile!r}")
     done = {run["chapter"] for run in runs}
-    kept = [c for c in record.get("claims", []) if c["chapter"] not in done]
-    chapters = {k: v for k, v in record.get("chapters", {}).items() if k not in done}
+    chapters = dict(record.get("chapters", {}))
     new = []
     for run in runs:
         ledger = run["ledger"] or {"claims": []}
@@ -168,7 +179,7 @@ def merge(
             "runtime_s": run["runtime_s"], "status": run["status"], "error": run["error"],
             "claims": len(ledger["claims"]),
         }
-    all_claims = kept + new
+    all_claims = _in_place(record.get("claims", []), new, done)
     _claims.check_unique(all_claims)
     return {
         "book": BOOK_TITLE,
@@ -193,10 +204,9 @@ def merge_records(record: dict[str, Any] | None, parts: Sequence[dict[str, Any]]
                                        "claims": [], "chapters": {}}
     for part in parts:
         done = set(part.get("chapters", {}))
-        out["claims"] = [c for c in out.get("claims", []) if c["chapter"] not in done] + [
-            c for c in part["claims"] if c["chapter"] in done]
-        out["chapters"] = {**{k: v for k, v in out.get("chapters", {}).items() if k not in done},
-                           **part["chapters"]}
+        out["claims"] = _in_place(out.get("claims", []),
+                                  [c for c in part["claims"] if c["chapter"] in done], done)
+        out["chapters"] = {**out.get("chapters", {}), **part["chapters"]}   # in place, new at the end
     newest = max(parts, key=lambda part: part.get("created", ""))
     if newest.get("created", "") >= out.get("created", ""):
         out["commit"], out["created"] = newest["commit"], newest["created"]
