@@ -190,12 +190,12 @@ def test_prefill_gives_each_parallel_chapter_its_share_of_cores(tmp_path: Path,
     expected = str(max(bookbuild.usable_cores() // 2, 1))
     check = "int(__import__('os').environ['BOOK_SWEEP_JOBS'])"
     pages = [tmp_path / f"share{i}.md" for i in range(2)]
-    for page in pages:
-        page.write_text(_NB.format(name=page.stem, value=f"{check} - {expected} + 1"))
+    for i, page in enumerate(pages):      # the second has more code: it starts first
+        page.write_text(_NB.format(name=page.stem, value=f"{check} - {expected} + 1" + " + 0" * 40 * i))
     nb_config = NbParserConfig(execution_mode="cache", execution_timeout=120,
                                execution_cache_path=str(tmp_path / "cache"))
     report = bookbuild.prefill_cache(pages, MdParserConfig(), nb_config, jobs=2)
-    assert set(report["executed"]) == {str(p) for p in pages}, report["failed"]
+    assert list(report["executed"]) == [str(pages[1]), str(pages[0])], report["failed"]   # longest first
     assert "BOOK_SWEEP_JOBS" not in os.environ
 
 

@@ -222,12 +222,19 @@ def _execute(source: str, cwd: str, timeout: int | None, allow_errors: bool) -> 
             "traceback": result.exc_string, "cell": failed_cell}
 
 
+def code_size(notebook: Any) -> int:
+    """Characters of code in ``notebook`` (its code cells' sources): the build's estimate of
+    how long a chapter runs, to start the longest chapters first (a longest-first schedule)."""
+    return sum(len(cell.source) for cell in notebook.cells if cell.cell_type == "code")
+
+
 def prefill_cache(paths: list[Path], md_config: Any, nb_config: Any, jobs: int,
                   log: Any = None) -> dict[str, Any]:
     """Execute, ``jobs`` at a time, the notebooks among ``paths`` that the execution cache of
     ``nb_config`` lacks, and cache them as myst-nb does.  Returns ``{"cached": [...],
-    "executed": {path: seconds}, "failed": {path: message}}``.  While they run, each chapter's
-    sweeps get an equal share of the cores (:func:`sweep_share`)."""
+    "executed": {path: seconds}, "failed": {path: message}}``.  The chapters with the most code
+    start first (:func:`code_size`), so the build does not wait on a long chapter started last.
+    While they run, each chapter's sweeps get an equal share of the cores (:func:`sweep_share`)."""
     from jupyter_cache import get_cache
     from myst_nb.core.read import create_nb_reader
 
@@ -248,6 +255,7 @@ def prefill_cache(paths: list[Path], md_config: Any, nb_config: Any, jobs: int,
             stale.append((Path(path), notebook))
     if not stale:
         return report
+    stale.sort(key=lambda item: -code_size(item[1]))   # longest first: a short chapter ends the build
     workers = min(jobs, len(stale))
     shared, saved = sweep_share(workers), os.environ.get(SWEEP_JOBS_ENV)
     os.environ.update(shared)      # the spawned workers and their kernels inherit it
