@@ -138,10 +138,11 @@ def prune_stale(current: Path) -> list[Path]:
 
 def build_jobs(environ: Any = None) -> int:
     """Worker count for executing chapters: ``BOOK_JOBS`` if set (an integer >= 1), else the
-    number of cores.  A malformed value raises ``ValueError`` naming ``BOOK_JOBS``."""
+    number of cores (:func:`usable_cores`, counted as lib.sweep counts them).  A malformed value
+    raises ``ValueError`` naming ``BOOK_JOBS``."""
     raw = (os.environ if environ is None else environ).get(JOBS_ENV, "").strip()
     if not raw:
-        return max(os.cpu_count() or 1, 1)
+        return usable_cores()
     try:
         jobs = int(raw)
     except ValueError:
